@@ -1,0 +1,1 @@
+"""procalign.cli."""

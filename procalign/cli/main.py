@@ -1,0 +1,57 @@
+"""The ``procalign`` command line: thin verbs over public functions.
+
+Every module ``procalign/cli/<verb>.py`` that defines ``register(subparsers)`` becomes a verb; it
+adds its own parser and sets ``func`` to a callable taking the parsed namespace and returning an
+exit code. Heavy imports (torch, matplotlib) happen inside those callables so ``--help`` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+import procalign
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="procalign",
+        description="Weakly supervised, procedure-aware video alignment.",
+    )
+    parser.add_argument("--version", action="version", version=f"procalign {procalign.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    package = importlib.import_module("procalign.cli")
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if info.name.startswith("_") or info.name == "main":
+            continue
+        module = importlib.import_module(f"procalign.cli.{info.name}")
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(func(args) or 0)
+    except (ValueError, FileNotFoundError, KeyError, TypeError) as exc:
+        # User errors: one clear line, no traceback. Set PROCALIGN_DEBUG=1 to see the traceback.
+        import os
+
+        if os.environ.get("PROCALIGN_DEBUG"):
+            raise
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"procalign {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # Where the real annotation data lives (../shared/data beside the project by default).
-PROCALIGN_DATA ?= $(abspath ../shared/data)
+PROCALIGN_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 export PROCALIGN_DATA
 
 .PHONY: demo test bench clean

@@ -1,0 +1,112 @@
+"""Compiled CPU kernels for the pairwise grid lattice (DTW and soft-DTW).
+
+Every kernel is batched over B (``prange``), reads only the top-left ``n x m`` corner of each
+cost matrix, and accumulates in float64 whatever the input dtype. Soft-DTW stores, for each cell,
+the softmax weights of its three predecessors during the forward pass, so the backward pass is a
+single reverse sweep of multiply-adds with no exponentials.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+_JIT = {"cache": True, "nogil": True}
+
+
+@nb.njit(parallel=True, **_JIT)
+def soft_dtw_forward(C, ln, lm, gamma, out, W):  # pragma: no cover - compiled
+    """C (B,N,M) costs; out (B,) float64 values; W (B,N,M,3) predecessor weights (diag, up, left)."""
+    inv = 1.0 / gamma
+    for b in nb.prange(C.shape[0]):
+        n = ln[b]
+        m = lm[b]
+        R = np.empty((n + 1, m + 1))
+        R[0, :] = np.inf
+        R[:, 0] = np.inf
+        R[0, 0] = 0.0
+        for i in range(1, n + 1):
+            for j in range(1, m + 1):
+                a = R[i - 1, j - 1]
+                u = R[i - 1, j]
+                left = R[i, j - 1]
+                mn = a
+                if u < mn:
+                    mn = u
+                if left < mn:
+                    mn = left
+                ea = np.exp((mn - a) * inv)
+                eu = np.exp((mn - u) * inv)
+                el = np.exp((mn - left) * inv)
+                s = ea + eu + el
+                R[i, j] = C[b, i - 1, j - 1] + mn - gamma * np.log(s)
+                w = W[b, i - 1, j - 1]
+                w[0] = ea / s
+                w[1] = eu / s
+                w[2] = el / s
+        out[b] = R[n, m]
+
+
+@nb.njit(parallel=True, **_JIT)
+def soft_dtw_backward(W, ln, lm, grad, G):  # pragma: no cover - compiled
+    """Reverse sweep: G (B,N,M) receives grad[b] * expected alignment; G must be zeroed."""
+    for b in nb.prange(W.shape[0]):
+        n = ln[b]
+        m = lm[b]
+        E = np.zeros((n + 1, m + 1))
+        E[n, m] = grad[b]
+        for i in range(n, 0, -1):
+            for j in range(m, 0, -1):
+                e = E[i, j]
+                G[b, i - 1, j - 1] = e
+                w = W[b, i - 1, j - 1]
+                E[i - 1, j - 1] += e * w[0]
+                E[i - 1, j] += e * w[1]
+                E[i, j - 1] += e * w[2]
+
+
+@nb.njit(parallel=True, **_JIT)
+def dtw_forward(C, ln, lm, out, P):  # pragma: no cover - compiled
+    """Hard DTW: out (B,) float64 minimal path costs; P (B,N,M) zeroed, receives the 0/1 path.
+
+    Ties go to the predecessor with the smallest indices: diagonal, then up (i-1, j), then left.
+    """
+    for b in nb.prange(C.shape[0]):
+        n = ln[b]
+        m = lm[b]
+        R = np.empty((n + 1, m + 1))
+        R[0, :] = np.inf
+        R[:, 0] = np.inf
+        R[0, 0] = 0.0
+        choice = np.empty((n, m), dtype=np.int8)
+        for i in range(1, n + 1):
+            for j in range(1, m + 1):
+                a = R[i - 1, j - 1]
+                u = R[i - 1, j]
+                left = R[i, j - 1]
+                if a <= u and a <= left:
+                    best = a
+                    c = 0
+                elif u <= left:
+                    best = u
+                    c = 1
+                else:
+                    best = left
+                    c = 2
+                choice[i - 1, j - 1] = c
+                R[i, j] = C[b, i - 1, j - 1] + best
+        out[b] = R[n, m]
+        i = n - 1
+        j = m - 1
+        while True:
+            P[b, i, j] = 1
+            if i == 0 and j == 0:
+                break
+            c = choice[i, j]
+            if c == 0:
+                i -= 1
+                j -= 1
+            elif c == 1:
+                i -= 1
+            else:
+                j -= 1

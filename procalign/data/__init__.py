@@ -1,1 +1,3 @@
 """procalign.data."""
+
+from procalign.data.registry import DATASETS, Dataset, load  # noqa: E402,F401

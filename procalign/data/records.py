@@ -36,10 +36,31 @@ class VideoRecord:
 
 @dataclass(frozen=True)
 class PairRecord:
-    """Two videos and whether they show the same procedure (official pair lists)."""
+    """Two videos and whether they show the same procedure (official pair lists).
+
+    ``split`` names the pair list the pair came from (``"train"``, ``"val"``, ``"test"``),
+    when known.
+    """
 
     video_id_1: str
     video_id_2: str
     same: bool
     label_1: str | None = None
     label_2: str | None = None
+    split: str | None = None
+
+
+@dataclass(frozen=True)
+class MatchingQuery:
+    """One text-to-video matching question (CSV-Matching of WeakSVR).
+
+    Attributes:
+        label: the procedure label that describes the query text (its steps are in the label bank).
+        candidates: video ids offered as answers, in file order.
+        answer: index into ``candidates`` of the video showing ``label``; None when the file
+            does not determine it (no candidate, or more than one, carries the query's label).
+    """
+
+    label: str
+    candidates: tuple[str, ...]
+    answer: int | None = None

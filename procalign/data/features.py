@@ -1,0 +1,605 @@
+"""The feature cache: extract once, read memory-mapped at training time.
+
+Layout of an output folder::
+
+    out/features/<video_id>.npy     (T, D) float32, one per video
+    out/manifest.json               settings, their hash ("key"), one entry per video, failures
+    out/manifest.shard-I-of-N.json  instead of manifest.json when run with shard=(I, N)
+
+The manifest is keyed by a hash of the extraction settings (extractor name, weights id, fps,
+frame size/resize policy, sampling policy, output dim): :func:`settings_key`. Extraction is
+
+- *resumable*: a video whose ``.npy`` already exists is skipped (every file is written to a
+  temporary name and renamed, so an existing file is a complete one), and a folder holding a
+  manifest with a different key is refused unless ``overwrite=True``;
+- *shardable*: ``shard=(i, n)`` processes the videos with ``crc32(video_id) % n == i``, so
+  machines that list the inputs in different orders still split the work exactly;
+- *failure tolerant*: a video that cannot be decoded is recorded under ``failures`` in the
+  manifest and the run goes on.
+
+Training reads with :func:`load_features` (``np.load(mmap_mode="r")``) or :class:`FeatureDataset`,
+whose :func:`pad_collate` returns padded (B, T, D) batches with lengths.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import time
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from procalign.data.records import VideoRecord
+from procalign.data.sampling import SamplingPolicy
+from procalign.data.video import (
+    IMAGE_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    ResizePolicy,
+    VideoDecodeError,
+    read_video,
+)
+
+MANIFEST_FORMAT = "procalign-features/1"
+
+
+# ----------------------------------------------------------------------------- settings and key
+
+
+def extraction_settings(
+    extractor: str,
+    weights_id: str,
+    sampling: SamplingPolicy,
+    resize: ResizePolicy,
+    dim: int | None,
+) -> dict[str, Any]:
+    """The settings a cached feature depends on, as a JSON-ready dict."""
+    return {
+        "format": MANIFEST_FORMAT,
+        "extractor": extractor,
+        "weights": weights_id,
+        "fps": sampling.fps,
+        "size": resize.to_dict(),
+        "sampling": sampling.to_dict(),
+        "dim": dim,
+    }
+
+
+def settings_key(settings: Mapping[str, Any]) -> str:
+    """A 16-hex-digit SHA-256 of the canonical JSON of ``settings`` (order of keys ignored).
+
+    >>> settings_key({"a": 1, "b": 2}) == settings_key({"b": 2, "a": 1})
+    True
+    """
+    blob = json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input to extract: its id, path and kind (``"video"``, ``"frames"``, ``"features"``)."""
+
+    video_id: str
+    path: Path
+    kind: str
+
+
+def _kind_of(path: Path) -> str | None:
+    if path.is_file():
+        if path.suffix.lower() in VIDEO_EXTENSIONS:
+            return "video"
+        if path.suffix.lower() == ".npy":
+            return "features"
+        return None
+    if path.is_dir() and any(p.suffix.lower() in IMAGE_EXTENSIONS for p in path.iterdir()):
+        return "frames"
+    return None
+
+
+def discover_sources(root: str | Path) -> list[Source]:
+    """List the inputs under ``root``, sorted by video id.
+
+    - A ``folder``-layout dataset (``root/index.csv``): for each ``video_id``,
+      ``videos/<video_id>.<ext>`` (or a frame folder ``videos/<video_id>/``) when present, else
+      ``features/<video_id>.npy``; ids with neither become failing sources (missing file).
+    - Otherwise: every video file (id = file stem), frame folder (id = folder name) and ``.npy``
+      file (id = stem) directly inside ``root``.
+
+    Raises:
+        FileNotFoundError: ``root`` does not exist.
+        ValueError: ``root`` holds no input, or two inputs share an id.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"input folder {str(root)!r} does not exist")
+    sources: list[Source] = []
+    index = root / "index.csv"
+    if index.is_file():
+        with open(index, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            if not reader.fieldnames or "video_id" not in reader.fieldnames:
+                raise ValueError(f"{index} has no 'video_id' column (header: {reader.fieldnames})")
+            ids = [row["video_id"] for row in reader if row.get("video_id")]
+        for vid in ids:
+            found = None
+            videos = root / "videos"
+            if (videos / vid).is_dir():
+                found = Source(vid, videos / vid, "frames")
+            else:
+                for ext in VIDEO_EXTENSIONS:
+                    cand = videos / f"{vid}{ext}"
+                    if cand.is_file():
+                        found = Source(vid, cand, "video")
+                        break
+            if found is None and (root / "features" / f"{vid}.npy").is_file():
+                found = Source(vid, root / "features" / f"{vid}.npy", "features")
+            sources.append(found or Source(vid, root / "videos" / vid, "video"))
+    elif root.is_file():
+        kind = _kind_of(root)
+        if kind is None:
+            raise ValueError(f"{str(root)!r} is not a video, frame folder or .npy file")
+        sources.append(Source(root.stem, root, kind))
+    else:
+        for path in sorted(root.iterdir()):
+            if path.name.startswith("."):
+                continue
+            kind = _kind_of(path)
+            if kind is not None:
+                sources.append(Source(path.stem if path.is_file() else path.name, path, kind))
+    if not sources:
+        raise ValueError(
+            f"no videos ({', '.join(VIDEO_EXTENSIONS)}), frame folders or .npy files found in {root}"
+        )
+    seen: dict[str, Path] = {}
+    for s in sources:
+        if s.video_id in seen:
+            raise ValueError(f"two inputs share the id {s.video_id!r}: {seen[s.video_id]} and {s.path}")
+        seen[s.video_id] = s.path
+    return sorted(sources, key=lambda s: s.video_id)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` -> ``(i, n)`` with ``0 <= i < n``.
+
+    >>> parse_shard("1/4")
+    (1, 4)
+    """
+    try:
+        i_text, n_text = str(text).split("/")
+        i, n = int(i_text), int(n_text)
+    except ValueError:
+        raise ValueError(f"shard must look like 'i/n' (e.g. 0/4), got {text!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise ValueError(f"shard {text!r}: need n >= 1 and 0 <= i < n")
+    return i, n
+
+
+def shard_of(video_id: str, num_shards: int) -> int:
+    """The shard (in ``0 .. num_shards - 1``) that owns ``video_id``: crc32 modulo n."""
+    return zlib.crc32(video_id.encode("utf-8")) % num_shards
+
+
+# ----------------------------------------------------------------------------- manifest
+
+
+def manifest_name(shard: tuple[int, int] = (0, 1)) -> str:
+    i, n = shard
+    return "manifest.json" if n == 1 else f"manifest.shard-{i}-of-{n}.json"
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_manifest(out_dir: str | Path) -> dict[str, Any]:
+    """Read and merge every manifest (``manifest.json`` and shard manifests) of ``out_dir``.
+
+    Returns:
+        ``{"key", "settings", "videos": {id: entry}, "failures": {id: entry}}``.
+
+    Raises:
+        FileNotFoundError: no manifest in ``out_dir``.
+        ValueError: manifests with different keys (different settings) in one folder.
+    """
+    out_dir = Path(out_dir)
+    paths = sorted(out_dir.glob("manifest*.json"))
+    if not paths:
+        raise FileNotFoundError(f"no manifest.json in {out_dir}: extract features there first")
+    merged: dict[str, Any] = {"key": None, "settings": None, "videos": {}, "failures": {}}
+    for path in paths:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if merged["key"] is None:
+            merged["key"], merged["settings"] = data["key"], data["settings"]
+        elif data["key"] != merged["key"]:
+            raise ValueError(
+                f"{out_dir} mixes manifests of different settings: {paths[0].name} has key "
+                f"{merged['key']}, {path.name} has key {data['key']}"
+            )
+        merged["videos"].update(data.get("videos", {}))
+        merged["failures"].update(data.get("failures", {}))
+    for vid in merged["videos"]:
+        merged["failures"].pop(vid, None)
+    return merged
+
+
+def load_features(path: str | Path, *, mmap: bool = True) -> np.ndarray:
+    """Load one cached feature file as (T, D) float32, memory-mapped (read-only) by default.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is not a 2-D array.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"feature file {str(path)!r} does not exist")
+    arr = np.load(path, mmap_mode="r" if mmap else None)
+    if arr.ndim != 2:
+        raise ValueError(f"feature file {str(path)!r} holds shape {arr.shape}, expected (T, D)")
+    return arr
+
+
+def feature_path(out_dir: str | Path, video_id: str) -> Path:
+    return Path(out_dir) / "features" / f"{video_id}.npy"
+
+
+def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        np.save(fh, array)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- extraction
+
+
+@dataclass
+class ExtractionReport:
+    """What one :func:`extract_features` run did."""
+
+    key: str
+    manifest: Path
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    not_in_shard: int = 0
+
+
+def _encode(
+    source: Source,
+    encoder: torch.nn.Module,
+    sampling: SamplingPolicy,
+    resize: ResizePolicy,
+    batch_size: int,
+    device: torch.device,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    kind = getattr(encoder, "input_kind", "frames")
+    if source.kind == "features":
+        if kind != "features":
+            raise VideoDecodeError(source.path, f"a .npy feature file cannot feed the {kind} encoder")
+        try:
+            arr = np.load(source.path, mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise VideoDecodeError(source.path, f"unreadable .npy: {exc}") from exc
+        if arr.ndim != 2 or len(arr) == 0:
+            raise VideoDecodeError(source.path, f"expected a (T, D) array with T >= 1, got shape {arr.shape}")
+        if sampling.mode == "all" and sampling.fps is not None:
+            raise VideoDecodeError(source.path, "fps resampling needs a video; .npy inputs have no fps")
+        idx = sampling.indices(len(arr))[0]
+        x = torch.from_numpy(np.ascontiguousarray(arr[idx], dtype=np.float32))[None].to(device)
+        out = encoder(x)[0]
+        policy = {
+            "source": str(source.path),
+            "source_kind": "features",
+            "num_source_frames": int(len(arr)),
+            "sampling": sampling.to_dict(),
+        }
+        return out.float().cpu().numpy(), policy
+    if kind != "frames":
+        raise VideoDecodeError(source.path, f"a {source.kind} input cannot feed the {kind} encoder")
+    decoded = read_video(source.path, sampling, resize)
+    frames = decoded.frames[0]  # (T, H, W, 3)
+    chunks = []
+    for start in range(0, len(frames), batch_size):
+        chunk = torch.from_numpy(frames[start : start + batch_size]).permute(0, 3, 1, 2)
+        chunks.append(encoder(chunk[None].to(device))[0].float().cpu())
+    return torch.cat(chunks).numpy(), decoded.policy
+
+
+def extract_features(
+    sources: Sequence[Source],
+    out_dir: str | Path,
+    encoder: torch.nn.Module,
+    *,
+    extractor: str,
+    sampling: SamplingPolicy | None = None,
+    resize: ResizePolicy | None = None,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    shard: tuple[int, int] = (0, 1),
+    overwrite: bool = False,
+    progress: bool = True,
+) -> ExtractionReport:
+    """Encode every source of this shard to ``out_dir/features/<video_id>.npy`` (T, D) float32.
+
+    Args:
+        sources: inputs, e.g. from :func:`discover_sources`.
+        out_dir: output folder (created).
+        encoder: a frame encoder from :mod:`procalign.models.encoders` (frames (B, T, 3, H, W) or,
+            for ``identity``, features (B, T, D) -> (B, T, D)).
+        extractor: the encoder's registry name (recorded and hashed).
+        sampling: ``"all"`` (every frame, optionally at ``fps``) or ``"eval"`` (T fixed-offset
+            frames). Random (``"train"``) and multi-clip sampling are refused: cache frames, sample
+            later. Default: all frames.
+        resize: frame resize policy (default shorter side 64, centre crop 64).
+        batch_size: frames per encoder call.
+        shard: ``(i, n)``: only videos with ``crc32(id) % n == i``.
+        overwrite: re-extract everything, replacing a manifest with other settings.
+        progress: show a tqdm bar.
+
+    Returns:
+        :class:`ExtractionReport`: ``done``, ``skipped`` (already cached) and ``failed`` ids.
+
+    Raises:
+        ValueError: a random or multi-clip sampling policy, a bad shard, or an output folder
+            holding features of other settings (without ``overwrite``).
+    """
+    from tqdm.auto import tqdm
+
+    sampling = sampling or SamplingPolicy(mode="all")
+    resize = resize or ResizePolicy()
+    if sampling.mode not in ("all", "eval"):
+        raise ValueError(
+            f"extract_features caches one deterministic (T, D) array per video: sampling mode must "
+            f"be 'all' or 'eval', got {sampling.mode!r} (sample train clips from the cache instead)"
+        )
+    i, n = shard
+    if n < 1 or not 0 <= i < n:
+        raise ValueError(f"shard must be (i, n) with 0 <= i < n, got {shard!r}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dim = getattr(encoder, "dim", None)
+    settings = extraction_settings(extractor, getattr(encoder, "weights_id", extractor), sampling, resize, dim)
+    key = settings_key(settings)
+    manifest_path = out_dir / manifest_name(shard)
+
+    previous: dict[str, Any] = {"videos": {}, "failures": {}}
+    if any(out_dir.glob("manifest*.json")):
+        try:
+            previous = read_manifest(out_dir)
+        except ValueError:
+            if not overwrite:
+                raise
+        if previous.get("key") not in (None, key):
+            if not overwrite:
+                raise ValueError(
+                    f"{out_dir} holds features extracted with other settings (key "
+                    f"{previous['key']}, now {key}); use another output folder or overwrite=True "
+                    "(--overwrite)"
+                )
+            previous = {"videos": {}, "failures": {}}
+        if overwrite:
+            previous = {"videos": {}, "failures": {}}
+            for old in out_dir.glob("manifest*.json"):
+                old.unlink()
+
+    mine = [s for s in sources if shard_of(s.video_id, n) == i]
+    manifest: dict[str, Any] = {
+        "format": MANIFEST_FORMAT,
+        "key": key,
+        "settings": settings,
+        "shard": [i, n],
+        "videos": {v: e for v, e in previous["videos"].items() if shard_of(v, n) == i},
+        "failures": {},
+    }
+    report = ExtractionReport(key=key, manifest=manifest_path, not_in_shard=len(sources) - len(mine))
+    dev = torch.device(device)
+    encoder = encoder.to(dev).eval()
+    last_flush = time.monotonic()
+    with torch.no_grad(), tqdm(total=len(mine), desc="extract", unit="video", disable=not progress) as bar:
+        for source in mine:
+            target = feature_path(out_dir, source.video_id)
+            if target.is_file() and not overwrite:
+                if source.video_id not in manifest["videos"]:
+                    arr = np.load(target, mmap_mode="r")  # finished before the manifest was saved
+                    manifest["videos"][source.video_id] = {
+                        "file": str(target.relative_to(out_dir)),
+                        "shape": list(arr.shape),
+                        "source": str(source.path),
+                    }
+                report.skipped.append(source.video_id)
+                bar.update(1)
+                continue
+            try:
+                feats, policy = _encode(source, encoder, sampling, resize, batch_size, dev)
+            except VideoDecodeError as exc:
+                manifest["failures"][source.video_id] = {"source": str(source.path), "error": str(exc)}
+                report.failed[source.video_id] = str(exc)
+                bar.set_postfix(failed=len(report.failed))
+                bar.update(1)
+                continue
+            feats = np.ascontiguousarray(feats, dtype=np.float32)
+            _save_npy_atomic(target, feats)
+            manifest["videos"][source.video_id] = {
+                "file": str(target.relative_to(out_dir)),
+                "shape": list(feats.shape),
+                "source": str(source.path),
+                "policy": policy,
+            }
+            report.done.append(source.video_id)
+            bar.update(1)
+            if time.monotonic() - last_flush > 5.0:
+                _write_json_atomic(manifest_path, manifest)
+                last_flush = time.monotonic()
+    _write_json_atomic(manifest_path, manifest)
+    return report
+
+
+# ----------------------------------------------------------------------------- training side
+
+
+class FeatureDataset(Dataset):
+    """Per-video cached features for a DataLoader (use ``collate_fn=pad_collate``).
+
+    Item ``i`` is a dict: ``features`` (T, D) float32 tensor, ``length`` T, ``label`` (int index
+    into ``classes``, -1 when unknown), ``frame_labels`` ((T,) int64 tensor or None),
+    ``video_id`` and ``index``.
+
+    Args:
+        features: per video, a (T, D) array or a ``.npy`` path (read memory-mapped).
+        labels: per video label (any hashable) or None; mapped to ints by sorted order.
+        frame_labels: per video (T,) int array or None.
+        video_ids: per video id (default ``"0"``, ``"1"``, ...).
+        sampling: optional :class:`SamplingPolicy` (``"train"`` or ``"eval"``) applied to the
+            cached frames; ``"train"`` draws from torch's RNG, so DataLoader seeding applies.
+    """
+
+    def __init__(
+        self,
+        features: Sequence[np.ndarray | str | Path],
+        labels: Sequence[Any] | None = None,
+        frame_labels: Sequence[np.ndarray | None] | None = None,
+        video_ids: Sequence[str] | None = None,
+        sampling: SamplingPolicy | None = None,
+    ) -> None:
+        n = len(features)
+        for name, seq in (("labels", labels), ("frame_labels", frame_labels), ("video_ids", video_ids)):
+            if seq is not None and len(seq) != n:
+                raise ValueError(f"{name} has {len(seq)} entries but features has {n}")
+        if sampling is not None and sampling.mode not in ("train", "eval"):
+            raise ValueError(f"FeatureDataset sampling must be 'train' or 'eval', got {sampling.mode!r}")
+        self.features = list(features)
+        self.labels = list(labels) if labels is not None else [None] * n
+        self.classes = sorted({lab for lab in self.labels if lab is not None}, key=str)
+        self.class_index = {c: k for k, c in enumerate(self.classes)}
+        self.frame_labels = list(frame_labels) if frame_labels is not None else [None] * n
+        self.video_ids = [str(v) for v in video_ids] if video_ids is not None else [str(i) for i in range(n)]
+        self.sampling = sampling
+
+    @classmethod
+    def from_records(
+        cls,
+        records: Sequence[VideoRecord],
+        features_dir: str | Path | None = None,
+        sampling: SamplingPolicy | None = None,
+    ) -> FeatureDataset:
+        """Build from records: features at ``features_dir/<video_id>.npy`` (a cache or
+        ``folder``-layout ``features/``) or, without ``features_dir``, at ``record.path``.
+        Integer-valued ``frame_labels`` of the records are kept.
+
+        Raises:
+            FileNotFoundError: a feature file is missing (the first few ids are named).
+        """
+        paths = []
+        for r in records:
+            if features_dir is not None:
+                paths.append(Path(features_dir) / f"{r.video_id}.npy")
+            elif r.path is not None and Path(r.path).suffix == ".npy":
+                paths.append(Path(r.path))
+            else:
+                raise ValueError(f"record {r.video_id!r} has no .npy path; pass features_dir")
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(f"{len(missing)} feature files are missing, e.g. {missing[:3]}")
+        frame_labels = []
+        for r in records:
+            fl = r.frame_labels
+            keep = fl is not None and np.issubdtype(np.asarray(fl).dtype, np.integer)
+            frame_labels.append(np.asarray(fl) if keep else None)
+        return cls(paths, [r.label for r in records], frame_labels, [r.video_id for r in records], sampling)
+
+    @classmethod
+    def from_cache(
+        cls, out_dir: str | Path, labels: Mapping[str, Any] | None = None, sampling: SamplingPolicy | None = None
+    ) -> FeatureDataset:
+        """Every video of an extraction folder's manifest, with optional ``{video_id: label}``."""
+        manifest = read_manifest(out_dir)
+        ids = sorted(manifest["videos"])
+        paths = [Path(out_dir) / manifest["videos"][v]["file"] for v in ids]
+        labs = [labels.get(v) for v in ids] if labels is not None else None
+        return cls(paths, labs, None, ids, sampling)
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = self.features[index]
+        arr = load_features(item) if isinstance(item, (str, Path)) else np.asarray(item)
+        if arr.ndim != 2:
+            raise ValueError(f"video {self.video_ids[index]!r}: features must be (T, D), got {arr.shape}")
+        frame_labels = self.frame_labels[index]
+        if frame_labels is not None and len(frame_labels) != len(arr):
+            raise ValueError(
+                f"video {self.video_ids[index]!r}: {len(frame_labels)} frame labels for {len(arr)} frames"
+            )
+        if self.sampling is not None:
+            seed = int(torch.randint(0, 2**31 - 1, ()).item())
+            idx = self.sampling.indices(len(arr), np.random.default_rng(seed))[0]
+            arr = arr[idx]
+            frame_labels = None if frame_labels is None else np.asarray(frame_labels)[idx]
+        label = self.labels[index]
+        return {
+            "features": torch.from_numpy(np.array(arr, dtype=np.float32)),
+            "length": int(len(arr)),
+            "label": self.class_index[label] if label is not None else -1,
+            "frame_labels": None if frame_labels is None else torch.as_tensor(np.asarray(frame_labels), dtype=torch.long),
+            "video_id": self.video_ids[index],
+            "index": index,
+        }
+
+
+def pad_collate(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Stack per-video items into a padded batch.
+
+    Returns:
+        ``features`` (B, T, D) float32, zero after each video's end; ``lengths`` (B,) int64;
+        ``mask`` (B, T) bool, True on valid frames; ``labels`` (B,) int64; ``frame_labels``
+        (B, T) int64 padded with -1 (None unless every item has them); ``video_ids``; ``index``.
+
+    Raises:
+        ValueError: empty batch or items with different D.
+
+    >>> batch = pad_collate([{"features": torch.ones(3, 2)}, {"features": torch.ones(1, 2)}])
+    >>> batch["features"].shape, batch["lengths"].tolist()
+    (torch.Size([2, 3, 2]), [3, 1])
+    """
+    if not items:
+        raise ValueError("pad_collate got an empty batch")
+    feats = [torch.as_tensor(it["features"], dtype=torch.float32) for it in items]
+    dims = {f.shape[-1] for f in feats}
+    if any(f.ndim != 2 for f in feats) or len(dims) != 1:
+        raise ValueError(f"pad_collate needs (T, D) features with one D, got {[tuple(f.shape) for f in feats]}")
+    lengths = torch.tensor([len(f) for f in feats], dtype=torch.long)
+    t_max, d = int(lengths.max()), dims.pop()
+    out = torch.zeros(len(feats), t_max, d)
+    for b, f in enumerate(feats):
+        out[b, : len(f)] = f
+    mask = torch.arange(t_max)[None, :] < lengths[:, None]
+    frame_labels = None
+    if all(it.get("frame_labels") is not None for it in items):
+        frame_labels = torch.full((len(feats), t_max), -1, dtype=torch.long)
+        for b, it in enumerate(items):
+            fl = torch.as_tensor(it["frame_labels"], dtype=torch.long)
+            frame_labels[b, : len(fl)] = fl
+    return {
+        "features": out,
+        "lengths": lengths,
+        "mask": mask,
+        "labels": torch.tensor([int(it.get("label", -1)) for it in items], dtype=torch.long),
+        "frame_labels": frame_labels,
+        "video_ids": [it.get("video_id") for it in items],
+        "index": torch.tensor([int(it.get("index", -1)) for it in items], dtype=torch.long),
+    }

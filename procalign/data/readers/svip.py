@@ -77,7 +77,9 @@ _VARIANTS = {
 
 
 def _is_junk(fields: list[str]) -> bool:
-    return any(f.rsplit("/", 1)[-1].startswith("._") for f in fields)
+    """A field naming a macOS resource fork: ``._name`` or ``<label>/._name``."""
+    joined = " " + " ".join(fields)
+    return " ._" in joined or "/._" in joined
 
 
 def _resolve_root(root: Path, variant: _Variant) -> Path:

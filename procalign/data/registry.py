@@ -12,6 +12,7 @@ True
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,6 +149,11 @@ def load(name: str, root: str | Path, split: str | None = None, **options: Any) 
     path = Path(root).expanduser()
     if not path.is_dir():
         raise FileNotFoundError(f"{name}: dataset root is not a directory: {path}")
+    params = inspect.signature(reader).parameters
+    unknown = sorted(set(options) - set(list(params)[1:]))
+    if unknown:
+        accepted = ", ".join(list(params)[1:]) or "none"
+        raise TypeError(f"{name}: unknown option(s) {unknown}; accepted: {accepted}")
     dataset = reader(path, **options)
     return dataset if split is None else dataset.filter(split=split)
 

@@ -59,6 +59,12 @@ def test_missing_root_is_filenotfound_naming_it(tmp_path):
         data.load("folder", tmp_path / "does-not-exist")
 
 
+def test_unknown_option_is_typeerror_listing_accepted(tmp_path):
+    root = fx.write_breakfast(tmp_path / "b")
+    with pytest.raises(TypeError, match=r"unknown option\(s\) \['folds'\]; accepted: fold, missing"):
+        data.load("breakfast", root, folds=2)
+
+
 def test_split_argument_filters_and_rejects_unknown(tmp_path):
     root = fx.write_svip_coin(tmp_path / "coin")
     val = load_quiet("svip-coin", root, split="val")
@@ -428,6 +434,10 @@ def test_finediving_bad_files(tmp_path):
     with (root / "train_test_split" / "test_split.pkl").open("wb") as f:
         pickle.dump([("NoSuchEvent", 1)], f)
     with pytest.raises(ValueError, match=r"test_split.pkl: \('NoSuchEvent', 1\) has no entry"):
+        data.load("finediving", root)
+    with (root / "train_test_split" / "test_split.pkl").open("wb") as f:
+        pickle.dump([("NoSuchEvent", "first")], f)
+    with pytest.raises(ValueError, match=r"test_split.pkl: entries must be \(event, index\) pairs"):
         data.load("finediving", root)
     (root / "train_test_split" / "test_split.pkl").write_bytes(b"\x80garbage")
     with pytest.raises(ValueError, match="test_split.pkl: cannot unpickle"):

@@ -62,9 +62,12 @@ def _unpickle(path: Path):
 
 
 def _key(item, path: Path) -> tuple[str, int]:
-    if not isinstance(item, (tuple, list)) or len(item) != 2:
-        raise ValueError(f"{path}: entries must be (event, index) pairs, got {item!r}")
-    return str(item[0]), int(item[1])
+    try:
+        if isinstance(item, (tuple, list)) and len(item) == 2:
+            return str(item[0]), int(item[1])
+    except (TypeError, ValueError):
+        pass
+    raise ValueError(f"{path}: entries must be (event, index) pairs, got {item!r}")
 
 
 @DATASETS.register("finediving")

@@ -61,7 +61,7 @@ def test_missing_root_is_filenotfound_naming_it(tmp_path):
 
 def test_unknown_option_is_typeerror_listing_accepted(tmp_path):
     root = fx.write_breakfast(tmp_path / "b")
-    with pytest.raises(TypeError, match=r"unknown option\(s\) \['folds'\]; accepted: fold, missing"):
+    with pytest.raises(TypeError, match=r"option\(s\) \['folds'\]; accepted: fold, missing"):
         data.load("breakfast", root, folds=2)
 
 

@@ -19,7 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from procalign._registry import Registry
+from procalign.data.readers._common import DatasetWarning
 from procalign.data.records import MatchingQuery, PairRecord, VideoRecord
+
+__all__ = ["DATASETS", "Dataset", "DatasetWarning", "load"]
 
 DATASETS: Registry[Dataset] = Registry("dataset")
 

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from procalign._registry import Registry
-from procalign.data.readers._common import DatasetWarning
 from procalign.data.records import MatchingQuery, PairRecord, VideoRecord
 
 __all__ = ["DATASETS", "Dataset", "DatasetWarning", "load"]
@@ -163,3 +162,4 @@ def load(name: str, root: str | Path, split: str | None = None, **options: Any) 
 
 # Importing the readers registers them; kept last because they import DATASETS from here.
 from procalign.data import readers as _readers  # noqa: E402,F401
+from procalign.data.readers._common import DatasetWarning  # noqa: E402

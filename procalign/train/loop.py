@@ -1,0 +1,177 @@
+"""The training loop: ``fit(model, loss_fn, make_batches, optimizer, ...)``.
+
+Plain objects in, plain objects out: no config reaches this module. Every epoch ends with a
+checkpoint (weights + optimizer + scheduler + RNG state), so a run that is killed loses at most
+the epoch in progress, and ``resume=True`` continues from the newest checkpoint. Because the
+batches of an epoch are a function of ``(seed, epoch)`` (``make_batches(epoch)``) and the RNG state
+is restored, a resumed run ends with exactly the weights of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from procalign.train.checkpoint import Checkpointer, save_weights, write_json
+from procalign.train.seed import rng_state, seed_everything, set_rng_state
+
+LossFn = Callable[[torch.nn.Module, Any], "tuple[torch.Tensor, dict[str, float]]"]
+
+
+class JsonlLogger:
+    """Appends one JSON object per line; flushed on every write so a crash loses nothing."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def log(self, **record: Any) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(record, default=float) + "\n")
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` leaves behind: the per-epoch history and where the run lives."""
+
+    history: list[dict[str, Any]]
+    run_dir: Path
+    resumed_from_epoch: int = 0
+    seconds_per_epoch: list[float] = field(default_factory=list)
+
+
+def fit(
+    model: torch.nn.Module,
+    loss_fn: LossFn,
+    make_batches: Callable[[int], Iterable[Any]],
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    run_dir: str | Path,
+    *,
+    scheduler: Any | None = None,
+    eval_fn: Callable[[torch.nn.Module, int], dict[str, float]] | None = None,
+    eval_every: int = 1,
+    resume: bool = True,
+    seed: int = 0,
+    grad_clip: float | None = None,
+    progress: bool = True,
+    metadata: dict[str, str] | None = None,
+    stop_after_epoch: int | None = None,
+) -> FitResult:
+    """Train ``model`` for ``epochs`` epochs, checkpointing after each.
+
+    Args:
+        loss_fn: ``(model, batch) -> (loss, logs)``; ``logs`` are floats averaged per epoch.
+        make_batches: ``epoch -> iterable of batches``; must be deterministic given the epoch.
+        scheduler: stepped once per epoch (after the optimizer steps of that epoch).
+        eval_fn: ``(model, epoch) -> metrics``, run every ``eval_every`` epochs and at the end.
+        resume: continue from the newest checkpoint in ``run_dir`` if there is one.
+        stop_after_epoch: stop early after this epoch (as if killed), for tests and time limits.
+        metadata: strings stored in every safetensors file (method name, config hash...).
+
+    A non-finite loss raises ``FloatingPointError`` naming the epoch and step; the last checkpoint
+    stays on disk.
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = Checkpointer(run_dir)
+    logger = JsonlLogger(run_dir / "log.jsonl")
+    history: list[dict[str, Any]] = []
+    start = 0
+    seed_everything(seed)
+    if resume and ckpt.latest() is not None:
+        state = ckpt.load(model)
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler") is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        start = int(state["epoch"])
+        history = list(state.get("history", []))
+        logger.log(event="resume", epoch=start)
+    resumed_from = start
+    times: list[float] = []
+    for epoch in range(start, epochs):
+        model.train()
+        t0 = time.perf_counter()
+        sums: dict[str, float] = {}
+        count = 0
+        batches = make_batches(epoch)
+        bar = _progress(batches, progress, f"epoch {epoch + 1}/{epochs}")
+        for step, batch in enumerate(bar):
+            loss, logs = loss_fn(model, batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"non-finite loss {float(loss)} at epoch {epoch + 1}, step {step}; "
+                    f"the last good checkpoint is in {ckpt.dir}"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            logs = {"loss": float(loss.detach()), **{k: float(v) for k, v in logs.items()}}
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + v
+            count += 1
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{logs['loss']:.4f}")
+        if scheduler is not None:
+            scheduler.step()
+        seconds = time.perf_counter() - t0
+        times.append(seconds)
+        record: dict[str, Any] = {"epoch": epoch + 1, "seconds": seconds, "batches": count}
+        record.update({k: v / max(count, 1) for k, v in sums.items()})
+        if eval_fn is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs):
+            model.eval()
+            with torch.no_grad():
+                record.update({f"eval/{k}": v for k, v in eval_fn(model, epoch + 1).items()})
+        history.append(record)
+        logger.log(event="epoch", **record)
+        state = {
+            "epoch": epoch + 1,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "rng": rng_state(),
+            "history": history,
+        }
+        ckpt.save(model, state, f"epoch_{epoch + 1:04d}", metadata)
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < epochs:
+            return FitResult(history, run_dir, resumed_from, times)
+    save_weights(model, run_dir / "model.safetensors", metadata)
+    write_json(run_dir / "history.json", history)
+    return FitResult(history, run_dir, resumed_from, times)
+
+
+def _progress(items: Iterable[Any], show: bool, desc: str):
+    if not show:
+        return items
+    from tqdm.auto import tqdm
+
+    total = len(items) if hasattr(items, "__len__") else None  # type: ignore[arg-type]
+    return tqdm(items, desc=desc, total=total, leave=False, dynamic_ncols=True)
+
+
+def cosine_warmup(optimizer: torch.optim.Optimizer, epochs: int, warmup: int = 0):
+    """Per-epoch LR multiplier: linear warm-up, then cosine decay to 0 (a LambdaLR)."""
+
+    def factor(e: int) -> float:
+        if e < warmup:
+            return (e + 1) / (warmup + 1)
+        span = max(1, epochs - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (e - warmup) / span)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

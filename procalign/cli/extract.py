@@ -22,17 +22,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "extract",
         help="extract per-frame features into features/<video_id>.npy + manifest.json",
         description=(
-            "Decode every video (mp4, avi, webm, mkv), frame folder (jpg, png) or .npy feature file "
-            "in INPUT (a folder of them, or a folder-layout dataset with index.csv) and write "
+            "Decode every video (mp4, avi, webm, mkv), frame folder (jpg, png) or .npy feature "
+            "file in INPUT (a folder of them, or a folder-layout dataset with index.csv) and write "
             "OUT_DIR/features/<video_id>.npy (T, D) float32 plus a manifest keyed by a hash of the "
             "settings. Re-running skips finished videos; --shard i/n splits the work across "
             "machines. A video that fails is recorded in the manifest and the run goes on; the "
             "exit code is 1 when any video failed."
         ),
     )
-    p.add_argument("input", metavar="INPUT", help="folder of videos / frame folders / .npy files, or a folder dataset")
+    p.add_argument(
+        "input",
+        metavar="INPUT",
+        help="folder of videos / frame folders / .npy files, or a folder dataset",
+    )
     p.add_argument("out_dir", metavar="OUT_DIR", help="output folder")
-    p.add_argument("--encoder", default="tiny_cnn", help="registered frame encoder: tiny_cnn, resnet50, open_clip, identity")
+    p.add_argument(
+        "--encoder",
+        default="tiny_cnn",
+        help="registered frame encoder: tiny_cnn, resnet50, open_clip, identity",
+    )
     p.add_argument(
         "--encoder-arg",
         action="append",
@@ -47,15 +55,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="keep T frames, one per equal segment at --offset (default: every frame)",
     )
-    p.add_argument("--offset", type=float, default=0.5, help="position inside each segment with --frames (default 0.5)")
-    p.add_argument("--fps", type=float, default=None, help="resample videos to this frame rate (without --frames)")
+    p.add_argument(
+        "--offset",
+        type=float,
+        default=0.5,
+        help="position inside each segment with --frames (default 0.5)",
+    )
+    p.add_argument(
+        "--fps",
+        type=float,
+        default=None,
+        help="resample videos to this frame rate (without --frames)",
+    )
     p.add_argument("--resize", choices=["shorter_side", "fixed", "none"], default="shorter_side")
-    p.add_argument("--size", type=int, default=64, help="shorter side (or square side with --resize fixed), default 64")
-    p.add_argument("--crop", type=int, default=None, help="centre crop side after --resize shorter_side (default: --size)")
+    p.add_argument(
+        "--size",
+        type=int,
+        default=64,
+        help="shorter side (or square side with --resize fixed), default 64",
+    )
+    p.add_argument(
+        "--crop",
+        type=int,
+        default=None,
+        help="centre crop side after --resize shorter_side (default: --size)",
+    )
     p.add_argument("--batch-size", type=int, default=64, help="frames per encoder call")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    p.add_argument("--shard", default="0/1", metavar="I/N", help="process only shard I of N (default 0/1)")
-    p.add_argument("--overwrite", action="store_true", help="re-extract everything, even with other settings")
+    p.add_argument(
+        "--shard", default="0/1", metavar="I/N", help="process only shard I of N (default 0/1)"
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="re-extract everything, even with other settings"
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
 
@@ -74,7 +106,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         sampling = SamplingPolicy(mode="all", fps=args.fps)
     if args.resize == "shorter_side":
-        resize = ResizePolicy("shorter_side", args.size, args.crop if args.crop is not None else args.size)
+        resize = ResizePolicy(
+            "shorter_side", args.size, args.crop if args.crop is not None else args.size
+        )
     elif args.resize == "fixed":
         resize = ResizePolicy("fixed", args.size, None)
     else:

@@ -18,23 +18,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("out_dir", metavar="OUT_DIR", help="output folder (created)")
-    p.add_argument("--tasks", type=int, default=3, help="tasks, each with its own step vocabulary (default 3)")
-    p.add_argument("--procedures", type=int, default=4, help="procedures per task, >= 2 (default 4)")
-    p.add_argument("--videos-per-procedure", type=int, default=20, help="videos per procedure (default 20)")
-    p.add_argument("--frames", type=int, default=48, help="mean frames per video, T (default 48; lengths jitter +-25%%)")
+    p.add_argument(
+        "--tasks", type=int, default=3, help="tasks, each with its own step vocabulary (default 3)"
+    )
+    p.add_argument(
+        "--procedures", type=int, default=4, help="procedures per task, >= 2 (default 4)"
+    )
+    p.add_argument(
+        "--videos-per-procedure", type=int, default=20, help="videos per procedure (default 20)"
+    )
+    p.add_argument(
+        "--frames",
+        type=int,
+        default=48,
+        help="mean frames per video, T (default 48; lengths jitter +-25%%)",
+    )
     p.add_argument("--dim", type=int, default=64, help="feature size D (default 64)")
-    p.add_argument("--steps-per-task", type=int, default=6, help="step vocabulary per task (default 6)")
-    p.add_argument("--steps-per-procedure", type=int, default=5, help="script length incl. repeats (default 5)")
+    p.add_argument(
+        "--steps-per-task", type=int, default=6, help="step vocabulary per task (default 6)"
+    )
+    p.add_argument(
+        "--steps-per-procedure", type=int, default=5, help="script length incl. repeats (default 5)"
+    )
     p.add_argument(
         "--split-by",
         choices=["video", "procedure"],
         default="video",
         help="test split: held-out videos of every procedure, or held-out procedures (SVIP-like)",
     )
-    p.add_argument("--seed", type=int, default=0, help="everything is a deterministic function of the seed")
-    p.add_argument("--render-videos", action="store_true", help="also render videos/<id>.<ext> with PyAV")
+    p.add_argument(
+        "--seed", type=int, default=0, help="everything is a deterministic function of the seed"
+    )
+    p.add_argument(
+        "--render-videos", action="store_true", help="also render videos/<id>.<ext> with PyAV"
+    )
     p.add_argument("--video-ext", choices=["mp4", "avi", "webm", "mkv"], default="mp4")
-    p.add_argument("--video-size", type=int, default=32, help="rendered frame side in pixels (even, default 32)")
+    p.add_argument(
+        "--video-size",
+        type=int,
+        default=32,
+        help="rendered frame side in pixels (even, default 32)",
+    )
     p.add_argument(
         "--from-svip",
         metavar="ROOT",
@@ -43,7 +67,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "*_split.txt, test_pairs.txt; e.g. ../shared/data/svip/CSV), keeping its ids, splits "
         "and test pairs; --tasks/--procedures/--videos-per-procedure are then ignored",
     )
-    p.add_argument("--max-videos", type=int, default=None, help="with --from-svip: first N videos per split")
+    p.add_argument(
+        "--max-videos", type=int, default=None, help="with --from-svip: first N videos per split"
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
 
@@ -54,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
     settings = dict(num_frames=args.frames, dim=args.dim, seed=args.seed)
     show = not args.no_progress
     if args.from_svip:
-        ds = synthetic.from_svip(args.from_svip, max_videos=args.max_videos, progress=show, **settings)
+        ds = synthetic.from_svip(
+            args.from_svip, max_videos=args.max_videos, progress=show, **settings
+        )
     else:
         ds = synthetic.make_dataset(
             num_tasks=args.tasks,

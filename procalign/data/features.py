@@ -111,8 +111,9 @@ def discover_sources(root: str | Path) -> list[Source]:
     """List the inputs under ``root``, sorted by video id.
 
     - A ``folder``-layout dataset (``root/index.csv``): for each ``video_id``,
-      ``videos/<video_id>.<ext>`` (or a frame folder ``videos/<video_id>/``) when present, else
-      ``features/<video_id>.npy``; ids with neither become failing sources (missing file).
+      ``videos/<video_id>.<ext>``, else the frame folder ``frames/<video_id>/`` (or
+      ``videos/<video_id>/``), else ``features/<video_id>.npy``; an id with none of them becomes
+      a source that fails (missing file) and is recorded as such.
     - Otherwise: every video file (id = file stem), frame folder (id = folder name) and ``.npy``
       file (id = stem) directly inside ``root``.
 
@@ -134,14 +135,14 @@ def discover_sources(root: str | Path) -> list[Source]:
         for vid in ids:
             found = None
             videos = root / "videos"
-            if (videos / vid).is_dir():
-                found = Source(vid, videos / vid, "frames")
-            else:
-                for ext in VIDEO_EXTENSIONS:
-                    cand = videos / f"{vid}{ext}"
-                    if cand.is_file():
-                        found = Source(vid, cand, "video")
-                        break
+            for ext in VIDEO_EXTENSIONS:
+                cand = videos / f"{vid}{ext}"
+                if cand.is_file():
+                    found = Source(vid, cand, "video")
+                    break
+            for folder in (root / "frames" / vid, videos / vid):
+                if found is None and folder.is_dir():
+                    found = Source(vid, folder, "frames")
             if found is None and (root / "features" / f"{vid}.npy").is_file():
                 found = Source(vid, root / "features" / f"{vid}.npy", "features")
             sources.append(found or Source(vid, root / "videos" / vid, "video"))
@@ -159,12 +160,15 @@ def discover_sources(root: str | Path) -> list[Source]:
                 sources.append(Source(path.stem if path.is_file() else path.name, path, kind))
     if not sources:
         raise ValueError(
-            f"no videos ({', '.join(VIDEO_EXTENSIONS)}), frame folders or .npy files found in {root}"
+            f"no videos ({', '.join(VIDEO_EXTENSIONS)}), frame folders or .npy files found "
+            f"in {root}"
         )
     seen: dict[str, Path] = {}
     for s in sources:
         if s.video_id in seen:
-            raise ValueError(f"two inputs share the id {s.video_id!r}: {seen[s.video_id]} and {s.path}")
+            raise ValueError(
+                f"two inputs share the id {s.video_id!r}: {seen[s.video_id]} and {s.path}"
+            )
         seen[s.video_id] = s.path
     return sorted(sources, key=lambda s: s.video_id)
 
@@ -258,9 +262,13 @@ def feature_path(out_dir: str | Path, video_id: str) -> Path:
 def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        np.save(fh, array)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            np.save(fh, array)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 # ----------------------------------------------------------------------------- extraction
@@ -289,15 +297,21 @@ def _encode(
     kind = getattr(encoder, "input_kind", "frames")
     if source.kind == "features":
         if kind != "features":
-            raise VideoDecodeError(source.path, f"a .npy feature file cannot feed the {kind} encoder")
+            raise VideoDecodeError(
+                source.path, f"a .npy feature file cannot feed the {kind} encoder"
+            )
         try:
             arr = np.load(source.path, mmap_mode="r")
         except (OSError, ValueError) as exc:
             raise VideoDecodeError(source.path, f"unreadable .npy: {exc}") from exc
         if arr.ndim != 2 or len(arr) == 0:
-            raise VideoDecodeError(source.path, f"expected a (T, D) array with T >= 1, got shape {arr.shape}")
+            raise VideoDecodeError(
+                source.path, f"expected a (T, D) array with T >= 1, got shape {arr.shape}"
+            )
         if sampling.mode == "all" and sampling.fps is not None:
-            raise VideoDecodeError(source.path, "fps resampling needs a video; .npy inputs have no fps")
+            raise VideoDecodeError(
+                source.path, "fps resampling needs a video; .npy inputs have no fps"
+            )
         idx = sampling.indices(len(arr))[0]
         x = torch.from_numpy(np.ascontiguousarray(arr[idx], dtype=np.float32))[None].to(device)
         out = encoder(x)[0]
@@ -372,7 +386,9 @@ def extract_features(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dim = getattr(encoder, "dim", None)
-    settings = extraction_settings(extractor, getattr(encoder, "weights_id", extractor), sampling, resize, dim)
+    settings = extraction_settings(
+        extractor, getattr(encoder, "weights_id", extractor), sampling, resize, dim
+    )
     key = settings_key(settings)
     manifest_path = out_dir / manifest_name(shard)
 
@@ -405,11 +421,16 @@ def extract_features(
         "videos": {v: e for v, e in previous["videos"].items() if shard_of(v, n) == i},
         "failures": {},
     }
-    report = ExtractionReport(key=key, manifest=manifest_path, not_in_shard=len(sources) - len(mine))
+    report = ExtractionReport(
+        key=key, manifest=manifest_path, not_in_shard=len(sources) - len(mine)
+    )
     dev = torch.device(device)
     encoder = encoder.to(dev).eval()
     last_flush = time.monotonic()
-    with torch.no_grad(), tqdm(total=len(mine), desc="extract", unit="video", disable=not progress) as bar:
+    with (
+        torch.no_grad(),
+        tqdm(total=len(mine), desc="extract", unit="video", disable=not progress) as bar,
+    ):
         for source in mine:
             target = feature_path(out_dir, source.video_id)
             if target.is_file() and not overwrite:
@@ -426,7 +447,10 @@ def extract_features(
             try:
                 feats, policy = _encode(source, encoder, sampling, resize, batch_size, dev)
             except VideoDecodeError as exc:
-                manifest["failures"][source.video_id] = {"source": str(source.path), "error": str(exc)}
+                manifest["failures"][source.video_id] = {
+                    "source": str(source.path),
+                    "error": str(exc),
+                }
                 report.failed[source.video_id] = str(exc)
                 bar.set_postfix(failed=len(report.failed))
                 bar.update(1)
@@ -476,17 +500,25 @@ class FeatureDataset(Dataset):
         sampling: SamplingPolicy | None = None,
     ) -> None:
         n = len(features)
-        for name, seq in (("labels", labels), ("frame_labels", frame_labels), ("video_ids", video_ids)):
+        for name, seq in (
+            ("labels", labels),
+            ("frame_labels", frame_labels),
+            ("video_ids", video_ids),
+        ):
             if seq is not None and len(seq) != n:
                 raise ValueError(f"{name} has {len(seq)} entries but features has {n}")
         if sampling is not None and sampling.mode not in ("train", "eval"):
-            raise ValueError(f"FeatureDataset sampling must be 'train' or 'eval', got {sampling.mode!r}")
+            raise ValueError(
+                f"FeatureDataset sampling must be 'train' or 'eval', got {sampling.mode!r}"
+            )
         self.features = list(features)
         self.labels = list(labels) if labels is not None else [None] * n
         self.classes = sorted({lab for lab in self.labels if lab is not None}, key=str)
         self.class_index = {c: k for k, c in enumerate(self.classes)}
         self.frame_labels = list(frame_labels) if frame_labels is not None else [None] * n
-        self.video_ids = [str(v) for v in video_ids] if video_ids is not None else [str(i) for i in range(n)]
+        self.video_ids = (
+            [str(v) for v in video_ids] if video_ids is not None else [str(i) for i in range(n)]
+        )
         self.sampling = sampling
 
     @classmethod
@@ -519,11 +551,16 @@ class FeatureDataset(Dataset):
             fl = r.frame_labels
             keep = fl is not None and np.issubdtype(np.asarray(fl).dtype, np.integer)
             frame_labels.append(np.asarray(fl) if keep else None)
-        return cls(paths, [r.label for r in records], frame_labels, [r.video_id for r in records], sampling)
+        return cls(
+            paths, [r.label for r in records], frame_labels, [r.video_id for r in records], sampling
+        )
 
     @classmethod
     def from_cache(
-        cls, out_dir: str | Path, labels: Mapping[str, Any] | None = None, sampling: SamplingPolicy | None = None
+        cls,
+        out_dir: str | Path,
+        labels: Mapping[str, Any] | None = None,
+        sampling: SamplingPolicy | None = None,
     ) -> FeatureDataset:
         """Every video of an extraction folder's manifest, with optional ``{video_id: label}``."""
         manifest = read_manifest(out_dir)
@@ -539,11 +576,14 @@ class FeatureDataset(Dataset):
         item = self.features[index]
         arr = load_features(item) if isinstance(item, (str, Path)) else np.asarray(item)
         if arr.ndim != 2:
-            raise ValueError(f"video {self.video_ids[index]!r}: features must be (T, D), got {arr.shape}")
+            raise ValueError(
+                f"video {self.video_ids[index]!r}: features must be (T, D), got {arr.shape}"
+            )
         frame_labels = self.frame_labels[index]
         if frame_labels is not None and len(frame_labels) != len(arr):
             raise ValueError(
-                f"video {self.video_ids[index]!r}: {len(frame_labels)} frame labels for {len(arr)} frames"
+                f"video {self.video_ids[index]!r}: {len(frame_labels)} frame labels for "
+                f"{len(arr)} frames"
             )
         if self.sampling is not None:
             seed = int(torch.randint(0, 2**31 - 1, ()).item())
@@ -555,7 +595,9 @@ class FeatureDataset(Dataset):
             "features": torch.from_numpy(np.array(arr, dtype=np.float32)),
             "length": int(len(arr)),
             "label": self.class_index[label] if label is not None else -1,
-            "frame_labels": None if frame_labels is None else torch.as_tensor(np.asarray(frame_labels), dtype=torch.long),
+            "frame_labels": None
+            if frame_labels is None
+            else torch.as_tensor(np.asarray(frame_labels), dtype=torch.long),
             "video_id": self.video_ids[index],
             "index": index,
         }
@@ -581,7 +623,9 @@ def pad_collate(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     feats = [torch.as_tensor(it["features"], dtype=torch.float32) for it in items]
     dims = {f.shape[-1] for f in feats}
     if any(f.ndim != 2 for f in feats) or len(dims) != 1:
-        raise ValueError(f"pad_collate needs (T, D) features with one D, got {[tuple(f.shape) for f in feats]}")
+        raise ValueError(
+            f"pad_collate needs (T, D) features with one D, got {[tuple(f.shape) for f in feats]}"
+        )
     lengths = torch.tensor([len(f) for f in feats], dtype=torch.long)
     t_max, d = int(lengths.max()), dims.pop()
     out = torch.zeros(len(feats), t_max, d)

@@ -125,9 +125,12 @@ class PairSampler:
         """
         if num_pairs < 0 or not 0.0 <= positive_fraction <= 1.0:
             raise ValueError(
-                f"need num_pairs >= 0 and positive_fraction in [0, 1], got {num_pairs}, {positive_fraction}"
+                f"need num_pairs >= 0 and positive_fraction in [0, 1], got {num_pairs}, "
+                f"{positive_fraction}"
             )
-        pos_anchors = [i for i in range(len(self.records)) if len(self.by_label[self.records[i].label]) > 1]
+        pos_anchors = [
+            i for i in range(len(self.records)) if len(self.by_label[self.records[i].label]) > 1
+        ]
         out: list[PairRecord] = []
         for _ in range(num_pairs):
             if self.rng.random() < positive_fraction:
@@ -237,7 +240,9 @@ class PairDataset(Dataset):
         n = len(dataset)
         bad = [p for p in pairs if not (0 <= p[0] < n and 0 <= p[1] < n)]
         if bad:
-            raise ValueError(f"{len(bad)} pairs index outside the dataset of {n} items, e.g. {bad[:3]}")
+            raise ValueError(
+                f"{len(bad)} pairs index outside the dataset of {n} items, e.g. {bad[:3]}"
+            )
         self.dataset = dataset
         self.pairs = [(int(i), int(j), bool(s)) for i, j, s in pairs]
 

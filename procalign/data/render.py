@@ -17,7 +17,13 @@ from pathlib import Path
 import numpy as np
 
 #: container extension -> PyAV encoder used by :func:`write_video`.
-CODECS = {".mp4": "libx264", ".mkv": "libx264", ".avi": "mpeg4", ".webm": "libvpx", ".mov": "libx264"}
+CODECS = {
+    ".mp4": "libx264",
+    ".mkv": "libx264",
+    ".avi": "mpeg4",
+    ".webm": "libvpx",
+    ".mov": "libx264",
+}
 
 _GOLDEN = 0.6180339887498949
 
@@ -101,9 +107,13 @@ def write_video(
     path = Path(path)
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
-        raise ValueError(f"frames must be uint8 (T, H, W, 3) with T >= 1, got {frames.dtype} {frames.shape}")
+        raise ValueError(
+            f"frames must be uint8 (T, H, W, 3) with T >= 1, got {frames.dtype} {frames.shape}"
+        )
     if frames.shape[1] % 2 or frames.shape[2] % 2:
-        raise ValueError(f"frame height and width must be even for yuv420p, got {frames.shape[1:3]}")
+        raise ValueError(
+            f"frame height and width must be even for yuv420p, got {frames.shape[1:3]}"
+        )
     ext = path.suffix.lower()
     codec = codec or CODECS.get(ext)
     if codec is None:

@@ -34,7 +34,9 @@ SVIP_OFFSETS = (0.25, 0.5, 0.75)
 
 def _check_lengths(length: int, num_frames: int) -> None:
     if not isinstance(length, (int, np.integer)) or length < 1:
-        raise ValueError(f"length (number of frames in the video) must be an int >= 1, got {length!r}")
+        raise ValueError(
+            f"length (number of frames in the video) must be an int >= 1, got {length!r}"
+        )
     if not isinstance(num_frames, (int, np.integer)) or num_frames < 1:
         raise ValueError(f"num_frames (T) must be an int >= 1, got {num_frames!r}")
 
@@ -73,7 +75,9 @@ def segment_indices(
     if boundaries == "svip":
         quarters = float(offset) * 4
         if abs(quarters - round(quarters)) > 1e-9:
-            raise ValueError(f"boundaries='svip' needs offset in (0, 1/4, 2/4, 3/4), got {offset!r}")
+            raise ValueError(
+                f"boundaries='svip' needs offset in (0, 1/4, 2/4, 3/4), got {offset!r}"
+            )
         b = _svip_boundaries(length, num_frames)
         return b[:-1] + ((b[1:] - b[:-1]) // 4) * int(round(quarters))
     raise ValueError(f"boundaries must be one of {BOUNDARIES}, got {boundaries!r}")
@@ -129,7 +133,9 @@ def clip_indices(
     """
     if len(offsets) == 0:
         raise ValueError("offsets must contain at least one value")
-    return np.stack([segment_indices(length, num_frames, o, boundaries=boundaries) for o in offsets])
+    return np.stack(
+        [segment_indices(length, num_frames, o, boundaries=boundaries) for o in offsets]
+    )
 
 
 def fps_indices(length: int, source_fps: float, target_fps: float | None) -> np.ndarray:

@@ -113,6 +113,11 @@ class SynthConfig:
     split_by: str = "video"
     seed: int = 0
 
+    @property
+    def shortest_video(self) -> int:
+        """Frames of the shortest possible video."""
+        return int(self.num_frames * (1 - self.length_jitter))
+
     def __post_init__(self) -> None:
         positive = ("num_tasks", "videos_per_procedure", "num_frames", "dim", "steps_per_task")
         for name in positive:
@@ -127,12 +132,6 @@ class SynthConfig:
             raise ValueError(f"steps_per_task must be >= 2, got {self.steps_per_task}")
         if not 0 <= self.length_jitter < 1:
             raise ValueError(f"length_jitter must be in [0, 1), got {self.length_jitter}")
-        shortest = int(self.num_frames * (1 - self.length_jitter))
-        if shortest < self.steps_per_procedure:
-            raise ValueError(
-                f"num_frames={self.num_frames} with length_jitter={self.length_jitter} gives videos "
-                f"of {shortest} frames, fewer than steps_per_procedure={self.steps_per_procedure}"
-            )
         for name in ("repeat_prob", "background", "test_fraction"):
             value = getattr(self, name)
             if not 0 <= value <= 1:
@@ -239,14 +238,18 @@ def _gauss(rng: np.random.Generator, dim: int, norm: float) -> np.ndarray:
 # ----------------------------------------------------------------------------- procedures
 
 
-def _base_script(rng: np.random.Generator, vocab: list[str], length: int, repeat: bool) -> list[str]:
+def _base_script(
+    rng: np.random.Generator, vocab: list[str], length: int, repeat: bool
+) -> list[str]:
     distinct = min(len(vocab), length - 1 if repeat else length)
     script = [vocab[i] for i in rng.choice(len(vocab), size=distinct, replace=False)]
     while len(script) < length:
         # insert a repeat of an existing step, away from its first occurrence when possible
         step = script[int(rng.integers(len(script)))]
         first = script.index(step)
-        spots = [i for i in range(len(script) + 1) if abs(i - first) > 1] or list(range(len(script) + 1))
+        spots = [i for i in range(len(script) + 1) if abs(i - first) > 1] or list(
+            range(len(script) + 1)
+        )
         script.insert(int(rng.choice(spots)), step)
     return script
 
@@ -432,9 +435,7 @@ def _test_pairs(records: list[VideoRecord], seed: int) -> list[PairRecord]:
     if len(test) < 2:
         return []
     tasks = {r.task for r in test}
-    same_task_possible = any(
-        len({r.label for r in test if r.task == t}) > 1 for t in tasks
-    )
+    same_task_possible = any(len({r.label for r in test if r.task == t}) > 1 for t in tasks)
     sampler = PairSampler(test, negatives="same_task" if same_task_possible else "any", seed=seed)
     return sampler.per_video(positives=1, negatives=1)
 
@@ -445,7 +446,9 @@ def _progress_bar(total: int, desc: str, show: bool):
     return tqdm(total=total, desc=desc, unit="video", disable=not show, leave=False)
 
 
-def make_dataset(config: SynthConfig | None = None, *, progress: bool = False, **overrides: Any) -> SyntheticDataset:
+def make_dataset(
+    config: SynthConfig | None = None, *, progress: bool = False, **overrides: Any
+) -> SyntheticDataset:
     """Generate a synthetic procedural dataset in memory.
 
     Args:
@@ -462,6 +465,12 @@ def make_dataset(config: SynthConfig | None = None, *, progress: bool = False, *
     (8, True, '1.1')
     """
     config = SynthConfig(**{**asdict(config or SynthConfig()), **overrides})
+    if config.shortest_video < config.steps_per_procedure:
+        raise ValueError(
+            f"num_frames={config.num_frames} with length_jitter={config.length_jitter} gives "
+            f"videos of {config.shortest_video} frames, fewer than steps_per_procedure="
+            f"{config.steps_per_procedure}"
+        )
     procedures, vocabulary = make_procedures(config)
     world = _make_world(config, vocabulary, sorted({p.task for p in procedures}))
     split_rng = _rng(config.seed, "split")
@@ -493,7 +502,9 @@ def make_dataset(config: SynthConfig | None = None, *, progress: bool = False, *
     return SyntheticDataset(videos, procedures, vocabulary, pairs, meta)
 
 
-def _meta(config: SynthConfig, procedures: list[Procedure], vocabulary: list[str], source: str) -> dict:
+def _meta(
+    config: SynthConfig, procedures: list[Procedure], vocabulary: list[str], source: str
+) -> dict:
     return {
         "generator": GENERATOR,
         "format_version": FORMAT_VERSION,
@@ -575,13 +586,18 @@ def from_svip(
     missing = sorted({label for _, label, _ in rows if label not in bank})
     if missing:
         raise ValueError(f"from_svip: labels {missing[:5]} of the splits are not in {bank_path}")
-    used = sorted({label for _, label, _ in rows}, key=lambda s: [int(x) if x.isdigit() else x for x in s.split(".")])
-    procedures = [Procedure(label, label.split(".")[0], tuple(bank[label]), "real") for label in used]
+    used = sorted(
+        {label for _, label, _ in rows},
+        key=lambda s: [int(x) if x.isdigit() else x for x in s.split(".")],
+    )
+    procedures = [
+        Procedure(label, label.split(".")[0], tuple(bank[label]), "real") for label in used
+    ]
     bad_names = sorted({s for p in procedures for s in p.steps if ";" in s})
     if bad_names:
         raise ValueError(f"from_svip: step names must not contain ';': {bad_names[:3]}")
     vocabulary = [BACKGROUND] + sorted({s for p in procedures for s in p.steps})
-    shortest = int(config.num_frames * (1 - config.length_jitter))
+    shortest = config.shortest_video
     longest_script = max(len(p.steps) for p in procedures)
     if shortest < longest_script:
         raise ValueError(
@@ -633,9 +649,13 @@ def _atomic_write_text(path: Path, text: str) -> None:
 def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        np.save(fh, array)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            np.save(fh, array)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def write_folder(
@@ -665,7 +685,9 @@ def write_folder(
         from procalign.data.render import CODECS, render_video
 
         if f".{video_ext.lower()}" not in CODECS:
-            raise ValueError(f"video_ext must be one of {sorted(c[1:] for c in CODECS)}, got {video_ext!r}")
+            raise ValueError(
+                f"video_ext must be one of {sorted(c[1:] for c in CODECS)}, got {video_ext!r}"
+            )
     with _progress_bar(len(dataset), "write", progress) as bar:
         for video in dataset.videos:
             vid = video.video_id
@@ -677,7 +699,9 @@ def write_folder(
                 root / "phases" / f"{vid}.txt",
                 "".join(
                     f"{p} {g:.6f} {u:.6f}\n"
-                    for p, g, u in zip(video.phases.tolist(), video.progress.tolist(), video.step_progress.tolist())
+                    for p, g, u in zip(
+                        video.phases.tolist(), video.progress.tolist(), video.step_progress.tolist()
+                    )
                 ),
             )
             if render_videos:
@@ -695,7 +719,9 @@ def write_folder(
     rows = [["video_id", "label", "split", "steps", "task"]]
     for v in dataset.videos:
         r = v.record
-        rows.append([r.video_id, r.label or "", r.split or "", ";".join(r.steps or ()), r.task or ""])
+        rows.append(
+            [r.video_id, r.label or "", r.split or "", ";".join(r.steps or ()), r.task or ""]
+        )
     _write_csv(root / "index.csv", rows)
     _write_csv(
         root / "pairs.csv",
@@ -706,7 +732,12 @@ def write_folder(
     meta["num_videos"] = len(dataset)
     meta["num_pairs"] = len(dataset.pairs)
     if render_videos:
-        meta["videos"] = {"ext": video_ext, "size": video_size, "fps": fps, "renderer": "procalign.data.render"}
+        meta["videos"] = {
+            "ext": video_ext,
+            "size": video_size,
+            "fps": fps,
+            "renderer": "procalign.data.render",
+        }
     _atomic_write_text(root / "meta.json", json.dumps(meta, indent=2) + "\n")
     return root
 

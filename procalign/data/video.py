@@ -56,9 +56,13 @@ class ResizePolicy:
 
     def __post_init__(self) -> None:
         if self.mode not in ("shorter_side", "fixed", "none"):
-            raise ValueError(f"resize mode must be 'shorter_side', 'fixed' or 'none', got {self.mode!r}")
+            raise ValueError(
+                f"resize mode must be 'shorter_side', 'fixed' or 'none', got {self.mode!r}"
+            )
         if self.mode == "shorter_side" and (not isinstance(self.size, int) or self.size < 1):
-            raise ValueError(f"resize mode 'shorter_side' needs an int size >= 1, got {self.size!r}")
+            raise ValueError(
+                f"resize mode 'shorter_side' needs an int size >= 1, got {self.size!r}"
+            )
         if self.mode == "fixed":
             size = (self.size, self.size) if isinstance(self.size, int) else self.size
             if size is None or len(size) != 2 or min(size) < 1:
@@ -201,10 +205,16 @@ def _read_video_file(
     except VideoDecodeError:
         raise
     except av.error.FFmpegError as exc:
-        raise VideoDecodeError(path, f"FFmpeg: {exc.strerror or exc} (corrupt or truncated)") from exc
+        raise VideoDecodeError(
+            path, f"FFmpeg: {exc.strerror or exc} (corrupt or truncated)"
+        ) from exc
     except (OSError, EOFError) as exc:
         raise VideoDecodeError(path, f"{type(exc).__name__}: {exc}") from exc
-    if promised and not allow_truncated and decoded < promised - max(1, int(np.ceil(0.02 * promised))):
+    if (
+        promised
+        and not allow_truncated
+        and decoded < promised - max(1, int(np.ceil(0.02 * promised)))
+    ):
         raise VideoDecodeError(
             path, f"truncated: the header promises {promised} frames but only {decoded} decode"
         )

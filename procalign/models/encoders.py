@@ -87,7 +87,9 @@ class TinyCNN(FrameEncoder):
     def __init__(self, dim: int = 64, width: int = 16, seed: int = 0) -> None:
         if dim < 1 or width < 1:
             raise ValueError(f"dim and width must be >= 1, got dim={dim}, width={width}")
-        super().__init__(dim, f"tiny_cnn:random-seed{seed}-w{width}-d{dim}", (0.5,) * 3, (0.25,) * 3)
+        super().__init__(
+            dim, f"tiny_cnn:random-seed{seed}-w{width}-d{dim}", (0.5,) * 3, (0.25,) * 3
+        )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             w = width
@@ -128,7 +130,9 @@ class IdentityEncoder(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """features (B, T, D) -> the same tensor."""
         if features.ndim != 3:
-            raise ValueError(f"identity encoder expects features (B, T, D), got {tuple(features.shape)}")
+            raise ValueError(
+                f"identity encoder expects features (B, T, D), got {tuple(features.shape)}"
+            )
         if self.dim is not None and features.shape[-1] != self.dim:
             raise ValueError(
                 f"identity encoder built with dim={self.dim} got features of shape "
@@ -156,7 +160,9 @@ class TorchvisionResNet50(FrameEncoder):
             import torchvision
         except ImportError as exc:
             raise _missing_extra("resnet50", "torchvision", exc) from exc
-        super().__init__(2048, f"torchvision:resnet50:{weights or 'random'}", _IMAGENET_MEAN, _IMAGENET_STD)
+        super().__init__(
+            2048, f"torchvision:resnet50:{weights or 'random'}", _IMAGENET_MEAN, _IMAGENET_STD
+        )
         net = torchvision.models.resnet50(weights=weights)
         net.fc = nn.Identity()
         self.net = net
@@ -180,7 +186,9 @@ class OpenCLIPImage(FrameEncoder):
             raise _missing_extra("open_clip", "open_clip_torch", exc) from exc
         model = open_clip.create_model(model_name, pretrained=pretrained)
         dim = int(model.visual.output_dim)
-        super().__init__(dim, f"open_clip:{model_name}:{pretrained or 'random'}", _CLIP_MEAN, _CLIP_STD)
+        super().__init__(
+            dim, f"open_clip:{model_name}:{pretrained or 'random'}", _CLIP_MEAN, _CLIP_STD
+        )
         self.visual = model.visual
 
     def encode_images(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,328 @@
+"""Feature cache: manifest key, resumable atomic extraction, shards, failures, training reads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from procalign.cli.main import main
+from procalign.data.features import (
+    FeatureDataset,
+    discover_sources,
+    extract_features,
+    extraction_settings,
+    load_features,
+    pad_collate,
+    parse_shard,
+    read_manifest,
+    settings_key,
+    shard_of,
+)
+from procalign.data.records import VideoRecord
+from procalign.data.render import render_frames, write_video
+from procalign.data.sampling import SamplingPolicy
+from procalign.data.video import ResizePolicy
+from procalign.models.encoders import build_encoder
+
+SMALL = ResizePolicy("shorter_side", 16, 16)
+
+
+class CountingEncoder(torch.nn.Module):
+    """Wraps an encoder and counts forward calls (to see which videos were really encoded)."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.dim, self.weights_id, self.input_kind = inner.dim, inner.weights_id, inner.input_kind
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.inner(x)
+
+
+def tiny(dim: int = 8) -> CountingEncoder:
+    return CountingEncoder(build_encoder("tiny_cnn", dim=dim, width=4, seed=0))
+
+
+@pytest.fixture()
+def video_dir(tmp_path) -> Path:
+    """6 good videos (two containers), one frame folder, one corrupt and one empty file."""
+    root = tmp_path / "in"
+    root.mkdir()
+    for i in range(6):
+        steps = np.repeat([i % 3 + 1, 0, (i + 1) % 3 + 1], 4)
+        frames = render_frames(steps, np.tile(np.linspace(0, 1, 4), 3), size=16, seed=i)
+        write_video(root / f"vid{i}.{'mp4' if i % 2 else 'webm'}", frames)
+    folder = root / "framesA"
+    folder.mkdir()
+    for i in range(5):
+        Image.fromarray(np.full((16, 16, 3), 30 * i, np.uint8)).save(folder / f"{i}.png")
+    (root / "corrupt.mp4").write_bytes(b"\x00\x01" * 300)
+    (root / "empty.avi").write_bytes(b"")
+    (root / "notes.txt").write_text("ignored")
+    return root
+
+
+def test_settings_key_changes_with_every_setting():
+    base = dict(
+        extractor="tiny_cnn",
+        weights_id="w0",
+        sampling=SamplingPolicy("all"),
+        resize=ResizePolicy("shorter_side", 64, 64),
+        dim=8,
+    )
+    key = settings_key(extraction_settings(**base))
+    variants = [
+        {"extractor": "resnet50"},
+        {"weights_id": "w1"},
+        {"sampling": SamplingPolicy("all", fps=10)},  # fps
+        {"sampling": SamplingPolicy("eval", num_frames=16)},
+        {"resize": ResizePolicy("shorter_side", 32, 32)},  # size
+        {"resize": ResizePolicy("fixed", 64)},
+        {"dim": 16},
+    ]
+    keys = {settings_key(extraction_settings(**{**base, **v})) for v in variants}
+    assert key not in keys and len(keys) == len(variants)
+    assert key == settings_key(extraction_settings(**base))
+    assert len(key) == 16
+
+
+def test_discover_sources(video_dir):
+    sources = {s.video_id: s.kind for s in discover_sources(video_dir)}
+    assert sources == {
+        **{f"vid{i}": "video" for i in range(6)},
+        "framesA": "frames",
+        "corrupt": "video",
+        "empty": "video",
+    }
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        discover_sources(video_dir / "nothing")
+
+
+def test_extract_records_failures_and_goes_on(video_dir, tmp_path):
+    out = tmp_path / "out"
+    enc = tiny()
+    report = extract_features(
+        discover_sources(video_dir), out, enc, extractor="tiny_cnn", resize=SMALL, progress=False
+    )
+    assert sorted(report.done) == sorted([f"vid{i}" for i in range(6)] + ["framesA"])
+    assert sorted(report.failed) == ["corrupt", "empty"]
+    assert "corrupt.mp4" in report.failed["corrupt"] and "empty file" in report.failed["empty"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["key"] == report.key
+    assert set(manifest["failures"]) == {"corrupt", "empty"}
+    entry = manifest["videos"]["vid1"]
+    assert entry["shape"] == [12, 8] and entry["file"] == "features/vid1.npy"
+    assert entry["policy"]["resize"] == {"mode": "shorter_side", "size": 16, "crop": 16}
+    assert entry["policy"]["sampling"] == {"mode": "all", "fps": None}
+    assert manifest["videos"]["framesA"]["shape"] == [5, 8]
+    assert not list(out.rglob(".*tmp*"))  # atomic writes leave no temporary files
+    arr = load_features(out / "features" / "vid0.npy")
+    assert isinstance(arr, np.memmap) and arr.dtype == np.float32 and arr.shape == (12, 8)
+    assert not arr.flags.writeable
+
+
+def test_extract_is_resumable(video_dir, tmp_path):
+    out = tmp_path / "out"
+    sources = [s for s in discover_sources(video_dir) if s.video_id.startswith("vid")]
+    first = extract_features(
+        sources, out, tiny(), extractor="tiny_cnn", resize=SMALL, progress=False
+    )
+    assert len(first.done) == 6
+    mtimes = {p.name: p.stat().st_mtime_ns for p in (out / "features").iterdir()}
+    enc = tiny()
+    second = extract_features(sources, out, enc, extractor="tiny_cnn", resize=SMALL, progress=False)
+    assert second.done == [] and sorted(second.skipped) == sorted(first.done) and enc.calls == 0
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "features").iterdir()} == mtimes
+    (out / "features" / "vid3.npy").unlink()
+    third = extract_features(sources, out, enc, extractor="tiny_cnn", resize=SMALL, progress=False)
+    assert third.done == ["vid3"] and enc.calls == 1
+    assert len(read_manifest(out)["videos"]) == 6
+
+
+def test_interrupted_run_resumes_without_partial_files(video_dir, tmp_path):
+    out = tmp_path / "out"
+    sources = [s for s in discover_sources(video_dir) if s.video_id.startswith("vid")]
+
+    class Crash(Exception):
+        pass
+
+    class CrashOnThird(CountingEncoder):
+        def forward(self, x):
+            if self.calls == 2:
+                raise Crash("power cut")
+            return super().forward(x)
+
+    with pytest.raises(Crash):
+        extract_features(
+            sources,
+            out,
+            CrashOnThird(build_encoder("tiny_cnn", dim=8, width=4)),
+            extractor="tiny_cnn",
+            resize=SMALL,
+            progress=False,
+        )
+    written = sorted(p.name for p in (out / "features").iterdir())
+    assert written == ["vid0.npy", "vid1.npy"]  # complete files only, no temporaries
+    report = extract_features(
+        sources, out, tiny(), extractor="tiny_cnn", resize=SMALL, progress=False
+    )
+    assert sorted(report.skipped) == ["vid0", "vid1"] and len(report.done) == 4
+    assert set(read_manifest(out)["videos"]) == {f"vid{i}" for i in range(6)}
+
+
+def test_other_settings_are_refused_unless_overwrite(video_dir, tmp_path):
+    out = tmp_path / "out"
+    sources = [s for s in discover_sources(video_dir) if s.video_id == "vid0"]
+    extract_features(sources, out, tiny(8), extractor="tiny_cnn", resize=SMALL, progress=False)
+    with pytest.raises(ValueError, match="other settings"):
+        extract_features(sources, out, tiny(4), extractor="tiny_cnn", resize=SMALL, progress=False)
+    report = extract_features(
+        sources, out, tiny(4), extractor="tiny_cnn", resize=SMALL, progress=False, overwrite=True
+    )
+    assert report.done == ["vid0"] and load_features(out / "features" / "vid0.npy").shape == (12, 4)
+
+
+def test_shards_partition_the_work(video_dir, tmp_path):
+    out = tmp_path / "out"
+    sources = discover_sources(video_dir)
+    ids = [s.video_id for s in sources]
+    seen: list[str] = []
+    for i in range(3):
+        report = extract_features(
+            sources, out, tiny(), extractor="tiny_cnn", resize=SMALL, shard=(i, 3), progress=False
+        )
+        mine = report.done + list(report.failed)
+        assert all(shard_of(v, 3) == i for v in mine)
+        assert report.not_in_shard == len(ids) - len(mine)
+        assert (out / f"manifest.shard-{i}-of-3.json").is_file()
+        seen.extend(mine)
+    assert sorted(seen) == sorted(ids)  # disjoint and complete
+    merged = read_manifest(out)
+    assert set(merged["videos"]) | set(merged["failures"]) == set(ids)
+    assert parse_shard("2/3") == (2, 3)
+    for bad in ("3/3", "1", "a/b", "0/0"):
+        with pytest.raises(ValueError, match="shard"):
+            parse_shard(bad)
+
+
+def test_random_sampling_is_refused(video_dir, tmp_path):
+    with pytest.raises(ValueError, match="sampling mode must be 'all' or 'eval'"):
+        extract_features(
+            discover_sources(video_dir),
+            tmp_path / "o",
+            tiny(),
+            extractor="tiny_cnn",
+            sampling=SamplingPolicy("train", 4),
+            progress=False,
+        )
+
+
+def test_identity_over_feature_files(tmp_path):
+    src = tmp_path / "feats"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    arrays = {f"v{i}": rng.normal(size=(10 + i, 6)).astype(np.float32) for i in range(3)}
+    for vid, arr in arrays.items():
+        np.save(src / f"{vid}.npy", arr)
+    np.save(src / "bad.npy", np.zeros(5))
+    out = tmp_path / "out"
+    report = extract_features(
+        discover_sources(src),
+        out,
+        build_encoder("identity", dim=6),
+        extractor="identity",
+        sampling=SamplingPolicy("eval", num_frames=4),
+        progress=False,
+    )
+    assert sorted(report.done) == ["v0", "v1", "v2"] and list(report.failed) == ["bad"]
+    got = load_features(out / "features" / "v2.npy")
+    np.testing.assert_array_equal(got, arrays["v2"][[1, 4, 7, 10]])
+    # a frame encoder cannot eat .npy inputs: recorded as a per-file failure
+    report = extract_features(
+        discover_sources(src), tmp_path / "out2", tiny(), extractor="tiny_cnn", progress=False
+    )
+    assert len(report.failed) == 4 and "cannot feed" in report.failed["v0"]
+
+
+def test_cli_extract_in_process(video_dir, tmp_path, capsys):
+    out = tmp_path / "cli"
+    args = [
+        "extract",
+        str(video_dir),
+        str(out),
+        "--encoder-arg",
+        "dim=8",
+        "--encoder-arg",
+        "width=4",
+        "--size",
+        "16",
+        "--frames",
+        "4",
+        "--no-progress",
+    ]
+    assert main(args) == 1  # two inputs fail; the others are written
+    text = capsys.readouterr().out
+    assert "7 extracted" in text and "2 failed" in text and "corrupt" in text
+    assert load_features(out / "features" / "vid2.npy").shape == (4, 8)
+    assert main(args) == 1
+    assert "0 extracted, 7 already cached" in capsys.readouterr().out
+    assert main(args[:3] + ["--encoder", "nonsense"]) == 2
+    assert "unknown encoder" in capsys.readouterr().err
+    assert main(args + ["--shard", "5/2"]) == 2
+
+
+def test_feature_dataset_and_padded_batches(tmp_path):
+    rng = np.random.default_rng(0)
+    lengths = [5, 3, 7, 4]
+    records = []
+    for i, t in enumerate(lengths):
+        path = tmp_path / f"v{i}.npy"
+        np.save(path, rng.normal(size=(t, 3)).astype(np.float32))
+        records.append(
+            VideoRecord(f"v{i}", label="ab"[i % 2], frame_labels=np.arange(t) % 2, path=path)
+        )
+    ds = FeatureDataset.from_records(records)
+    assert ds.classes == ["a", "b"]
+    loader = DataLoader(ds, batch_size=4, collate_fn=pad_collate)
+    batch = next(iter(loader))
+    assert batch["features"].shape == (4, 7, 3)
+    assert batch["lengths"].tolist() == lengths
+    assert batch["mask"].sum(1).tolist() == lengths
+    assert batch["labels"].tolist() == [0, 1, 0, 1]
+    assert torch.all(batch["features"][1, 3:] == 0)
+    assert batch["frame_labels"][1].tolist() == [0, 1, 0, -1, -1, -1, -1]
+    np.testing.assert_allclose(batch["features"][2, :7].numpy(), np.load(tmp_path / "v2.npy"))
+    assert batch["video_ids"] == ["v0", "v1", "v2", "v3"]
+
+    sampled = FeatureDataset.from_records(records, sampling=SamplingPolicy("train", 2))
+    torch.manual_seed(0)
+    a = [sampled[2]["features"] for _ in range(3)]
+    torch.manual_seed(0)
+    b = [sampled[2]["features"] for _ in range(3)]
+    assert all(torch.equal(x, y) for x, y in zip(a, b)) and a[0].shape == (2, 3)
+
+
+def test_feature_dataset_from_cache_and_errors(video_dir, tmp_path):
+    out = tmp_path / "out"
+    sources = [s for s in discover_sources(video_dir) if s.video_id.startswith("vid")]
+    extract_features(sources, out, tiny(), extractor="tiny_cnn", resize=SMALL, progress=False)
+    ds = FeatureDataset.from_cache(out, labels={f"vid{i}": str(i % 2) for i in range(6)})
+    assert len(ds) == 6 and ds[0]["features"].shape == (12, 8) and ds[0]["label"] == 0
+    with pytest.raises(FileNotFoundError, match="missing"):
+        FeatureDataset.from_records([VideoRecord("x")], features_dir=tmp_path)
+    with pytest.raises(ValueError, match="labels has 2 entries but features has 1"):
+        FeatureDataset([np.zeros((2, 2))], labels=["a", "b"])
+    with pytest.raises(ValueError, match="one D"):
+        pad_collate([{"features": torch.ones(2, 3)}, {"features": torch.ones(2, 4)}])
+    with pytest.raises(ValueError, match="empty batch"):
+        pad_collate([])
+    with pytest.raises(FileNotFoundError, match="manifest"):
+        read_manifest(tmp_path)

@@ -13,6 +13,7 @@ TCC/LAV default, ``"euclidean"`` or ``"cosine"``); ties go to the smaller frame 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -28,10 +29,10 @@ from procalign.eval._checks import (
 
 __all__ = [
     "KENDALLS_TAU_VARIANTS",
-    "kendalls_tau",
-    "mean_kendalls_tau",
     "cycle_consistency",
     "dtw_alignment_accuracy",
+    "kendalls_tau",
+    "mean_kendalls_tau",
 ]
 
 DISTANCES = ("sqeuclidean", "euclidean", "cosine")
@@ -202,7 +203,7 @@ def cycle_consistency(
         chain.append(_embeddings(emb_c, "emb_c", a.shape[1])[::stride])
     chain.append(a)
     idx = np.arange(a.shape[0])
-    for src, dst in zip(chain[:-1], chain[1:]):
+    for src, dst in pairwise(chain):
         idx = _nearest(src[idx], dst, distance)
     return float(np.mean(np.abs(idx - np.arange(a.shape[0])) <= tolerance))
 

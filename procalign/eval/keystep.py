@@ -1,4 +1,4 @@
-"""Key-step localization (Elhamifar & Huynh, ECCV 2020): frame-level scores after Hungarian matching.
+"""Key-step localization (Elhamifar & Huynh, ECCV 2020): frame scores after Hungarian matching.
 
 Unsupervised key-step ids are arbitrary, so each task's predicted key-steps are first matched
 one-to-one to its ground-truth key-steps. The matching is computed **once per task over all test

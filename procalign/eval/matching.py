@@ -18,7 +18,7 @@ import numpy as np
 
 from procalign.eval._checks import float_array, labels_array
 
-__all__ = ["matching_topk", "matching_auc", "text_video_matching"]
+__all__ = ["matching_auc", "matching_topk", "text_video_matching"]
 
 
 def _inputs(scores: Any, correct: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -86,9 +86,7 @@ def matching_auc(scores: Any, correct: Any) -> float:
     return float(roc_auc_score(y.ravel(), s.ravel()))
 
 
-def text_video_matching(
-    scores: Any, correct: Any, ks: Sequence[int] = (1, 2, 3)
-) -> dict[str, Any]:
+def text_video_matching(scores: Any, correct: Any, ks: Sequence[int] = (1, 2, 3)) -> dict[str, Any]:
     """All CSV-Matching numbers at once: accuracy (top-1), top-k for each ``k`` and pooled AUC.
 
     Args:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 from collections import Counter
 from collections.abc import Hashable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -37,12 +37,12 @@ from procalign.eval.verification import (
 )
 
 __all__ = [
-    "Meter",
-    "MeanMeter",
-    "VerificationMeter",
     "KeystepMeter",
-    "QualityMeter",
     "MatchingMeter",
+    "MeanMeter",
+    "Meter",
+    "QualityMeter",
+    "VerificationMeter",
     "all_gather",
 ]
 
@@ -50,8 +50,8 @@ __all__ = [
 class Meter:
     """Base class: subclasses set ``variants`` and ``higher_is_better`` per metric name."""
 
-    variants: dict[str, str] = {}
-    higher_is_better: dict[str, bool] = {}
+    variants: ClassVar[dict[str, str]] = {}
+    higher_is_better: ClassVar[dict[str, bool]] = {}
 
     def _config(self) -> dict[str, Any]:
         """Constructor settings; two meters merge only when these agree."""
@@ -168,8 +168,8 @@ class VerificationMeter(Meter):
     {'auc': 1.0, 'eer': 0.0, 'wdr': 2.8333}
     """
 
-    variants = {"auc": "svip", "eer": "roc_interpolated", "wdr": "svip"}
-    higher_is_better = {"auc": True, "eer": False, "wdr": True}
+    variants: ClassVar[dict[str, str]] = {"auc": "svip", "eer": "roc_interpolated", "wdr": "svip"}
+    higher_is_better: ClassVar[dict[str, bool]] = {"auc": True, "eer": False, "wdr": True}
 
     def __init__(self) -> None:
         self.reset()
@@ -196,7 +196,8 @@ class VerificationMeter(Meter):
         if steps_1 is not None:
             if len(steps_1) != d.size or len(steps_2) != d.size:
                 raise ValueError(
-                    f"steps_1/steps_2 must hold {d.size} step lists, got {len(steps_1)}/{len(steps_2)}"
+                    f"steps_1/steps_2 must hold {d.size} step lists each, "
+                    f"got {len(steps_1)} and {len(steps_2)}"
                 )
             edits = [step_edit_distance(a, b) for a, b in zip(steps_1, steps_2)]
         self.distances.extend(d.tolist())
@@ -251,7 +252,7 @@ class KeystepMeter(Meter):
     1.0
     """
 
-    variants = {
+    variants: ClassVar[dict[str, str]] = {
         "recall": "sspl_frames_hungarian_per_task",
         "precision": "sspl_frames_hungarian_per_task",
         "f1": "sspl_frames_hungarian_per_task",
@@ -321,8 +322,10 @@ class KeystepMeter(Meter):
 
     def _merge_state(self, state: dict[str, Any]) -> None:
         self._add_counts(
-            {t: Counter({(int(p), int(g)): int(n) for p, g, n in rows})
-             for t, rows in state["counts"].items()}
+            {
+                t: Counter({(int(p), int(g)): int(n) for p, g, n in rows})
+                for t, rows in state["counts"].items()
+            }
         )
         self.task_correct += int(state["task_correct"])
         self.task_total += int(state["task_total"])
@@ -343,7 +346,11 @@ class QualityMeter(Meter):
     {0.5: 1.0, 0.75: 0.0}
     """
 
-    higher_is_better = {"spearman_rho": True, "relative_l2": False, "aiou": True}
+    higher_is_better: ClassVar[dict[str, bool]] = {
+        "spearman_rho": True,
+        "relative_l2": False,
+        "aiou": True,
+    }
 
     def __init__(
         self,
@@ -382,7 +389,7 @@ class QualityMeter(Meter):
         true_transitions: Any = None,
         lengths: Any = None,
     ) -> None:
-        """Add (B,) predicted and true scores; optionally (B, S-1) transitions (and (B,) lengths)."""
+        """Add (B,) predicted and true scores; optionally (B, S-1) transitions, (B,) lengths."""
         p = float_array(pred, "pred", 1)
         t = float_array(true, "true", 1)
         same_length(p, t, "pred", "true")
@@ -432,8 +439,12 @@ class MatchingMeter(Meter):
     {'accuracy': 0.5, 'top_k': {1: 0.5, 2: 1.0}, 'auc': 0.875}
     """
 
-    variants = {"accuracy": "pessimistic_ties", "top_k": "pessimistic_ties", "auc": "pooled_pairs"}
-    higher_is_better = {"accuracy": True, "top_k": True, "auc": True}
+    variants: ClassVar[dict[str, str]] = {
+        "accuracy": "pessimistic_ties",
+        "top_k": "pessimistic_ties",
+        "auc": "pooled_pairs",
+    }
+    higher_is_better: ClassVar[dict[str, bool]] = {"accuracy": True, "top_k": True, "auc": True}
 
     def __init__(self, ks: Sequence[int] = (1, 2, 3)) -> None:
         self.ks = tuple(int(k) for k in ks)

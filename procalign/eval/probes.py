@@ -28,8 +28,8 @@ __all__ = [
     "CLASSIFIERS",
     "DEFAULT_FRACTIONS",
     "phase_classification",
-    "progress_targets",
     "phase_progression",
+    "progress_targets",
 ]
 
 DEFAULT_FRACTIONS = (0.1, 0.25, 0.5, 0.75, 1.0)
@@ -239,4 +239,6 @@ def phase_progression(
         np.concatenate([tr_e[i] for i in chosen]), np.concatenate([tr_t[i] for i in chosen])
     )
     y_test = np.concatenate(te_t)
-    return float(r2_score(y_test, model.predict(np.concatenate(te_e)), multioutput="uniform_average"))
+    return float(
+        r2_score(y_test, model.predict(np.concatenate(te_e)), multioutput="uniform_average")
+    )

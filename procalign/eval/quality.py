@@ -14,7 +14,7 @@ import numpy as np
 
 from procalign.eval._checks import check_choice, float_array, same_length
 
-__all__ = ["AIOU_VARIANTS", "spearman_rho", "relative_l2", "segment_ious", "aiou"]
+__all__ = ["AIOU_VARIANTS", "aiou", "relative_l2", "segment_ious", "spearman_rho"]
 
 #: ``"tsa"``: one interval per video, from the first to the last transition, IoU with continuous
 #: lengths (``end - start``), as the FineDiving/TSA code does (for 3 phases: the flight phase).
@@ -100,7 +100,7 @@ def segment_ious(
         (0 when the union is 0), as the FineDiving/TSA code computes it.
         ``"phases"``: phase ``k`` is frames ``[b_k, b_{k+1})`` with ``b_0 = 0`` and
         ``b_S = lengths``; the per-phase IoU is ``|pred ∩ true| / |pred ∪ true|`` over frames
-        (0 when both are empty); the video's IoU is their mean over the S phases.
+        (1 when the phase is empty in both); the video's IoU is their mean over the S phases.
 
     Args:
         pred_transitions: (B, S-1) predicted transition frames, non-decreasing per row.
@@ -142,7 +142,8 @@ def segment_ious(
     tb = np.concatenate([zeros, t, n[:, None]], axis=1)
     inter = np.clip(np.minimum(pb[:, 1:], tb[:, 1:]) - np.maximum(pb[:, :-1], tb[:, :-1]), 0, None)
     union = (pb[:, 1:] - pb[:, :-1]) + (tb[:, 1:] - tb[:, :-1]) - inter
-    per_phase = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+    # a phase empty in both segmentations is an agreement, not a miss
+    per_phase = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 1.0)
     return per_phase.mean(axis=1)
 
 

@@ -33,7 +33,11 @@ _DISTANCES = ("sqeuclidean", "euclidean", "cosine")
 
 
 def _precision_at_k(
-    query: np.ndarray, q_labels: np.ndarray, cand: np.ndarray, c_labels: np.ndarray, k: int,
+    query: np.ndarray,
+    q_labels: np.ndarray,
+    cand: np.ndarray,
+    c_labels: np.ndarray,
+    k: int,
     distance: str,
 ) -> float:
     from scipy.spatial.distance import cdist
@@ -94,7 +98,9 @@ def average_precision_at_k(
             cand = np.concatenate([e for u, e in enumerate(e_list) if u != v])
             cand_l = np.concatenate([lab for u, lab in enumerate(l_list) if u != v])
             if k > cand.shape[0]:
-                raise ValueError(f"k={k} exceeds the {cand.shape[0]} candidate frames for video {v}")
+                raise ValueError(
+                    f"k={k} exceeds the {cand.shape[0]} candidate frames for video {v}"
+                )
             per_video.append(_precision_at_k(e_list[v], l_list[v], cand, cand_l, k, distance))
     else:
         for v, (e, lab) in enumerate(zip(e_list, l_list)):

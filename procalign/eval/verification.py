@@ -17,9 +17,9 @@ import numpy as np
 from procalign.eval._checks import binary_array, float_array, same_length
 
 __all__ = [
+    "step_edit_distance",
     "verification_auc",
     "verification_eer",
-    "step_edit_distance",
     "wrong_distance_ratio",
 ]
 
@@ -32,8 +32,7 @@ def _pairs(distances: Any, same: Any) -> tuple[np.ndarray, np.ndarray]:
     if n_pos == 0 or n_pos == s.size:
         only = "positive (same)" if n_pos else "negative (different)"
         raise ValueError(
-            f"same holds only {only} pairs ({s.size} pairs); verification metrics need both "
-            "classes"
+            f"same holds only {only} pairs ({s.size} pairs); verification metrics need both classes"
         )
     return d, s
 

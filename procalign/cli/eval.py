@@ -1,0 +1,451 @@
+"""``procalign eval``: score prediction files, write a JSON report and print a table.
+
+Each metric family is a sub-verb with one documented input format::
+
+    procalign eval verification --pairs pairs.csv [--out report.json]
+    procalign eval keystep      --frames frames.csv [--background -1]
+    procalign eval quality      --scores scores.csv [--score-range 0 100]
+    procalign eval matching     --scores matching.npz [--ks 1 2 3]
+    procalign eval alignment    --test test.npz [--train train.npz] [--stride 5]
+
+Input formats (CSV files need a header row; extra columns are ignored):
+
+* verification, CSV, one row per video pair: ``distance`` (lower = same procedure), ``same``
+  (1/0 or true/false), optional ``steps_1`` and ``steps_2`` (the two procedures' step ids,
+  space-separated) to add WDR.
+* keystep, CSV, one row per frame, frames in temporal order within each video: ``video``,
+  ``pred``, ``true`` (integer key-step ids; ``--background`` marks background), optional ``task``
+  and ``pred_task`` (constant within a video).
+* quality, CSV, one row per video: ``pred``, ``true`` (scores), optional ``pred_transitions`` and
+  ``true_transitions`` (space-separated transition frames) and ``length`` (frames, for
+  ``--aiou-variant phases``) to add AIoU.
+* matching, ``.npz``: ``scores`` (Q, C) (higher = better match), ``correct`` (Q,) index of the
+  right candidate.
+* alignment, ``.npz``: ``embs`` (V, T, D) frame embeddings (padded), optional ``lengths`` (V,)
+  and ``labels`` (V, T) integer phase labels; ``--train`` (same format, with labels) adds phase
+  classification and progression.
+
+Every report row names its metric's variant. New sub-verbs (e.g. evaluating a method from a
+checkpoint) plug in with :func:`register_subverb`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+
+class Subverb(NamedTuple):
+    """One ``procalign eval <name>``: help text, argument builder, runner returning a report."""
+
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], dict[str, Any]]
+
+
+SUBVERBS: dict[str, Subverb] = {}
+
+
+def register_subverb(
+    name: str,
+    help: str,
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+    run: Callable[[argparse.Namespace], dict[str, Any]],
+) -> None:
+    """Add ``procalign eval <name>``; ``run(args)`` returns ``{"metrics": [rows], ...}``."""
+    key = name.lower()
+    if key in SUBVERBS:
+        raise ValueError(f"eval sub-verb {key!r} is already registered")
+    SUBVERBS[key] = Subverb(help, add_arguments, run)
+
+
+# --------------------------------------------------------------------------------------------
+# File readers
+# --------------------------------------------------------------------------------------------
+
+
+def _read_csv(path: str, required: tuple[str, ...]) -> list[dict[str, str]]:
+    import csv
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    with p.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        fields = [f.strip() for f in reader.fieldnames or []]
+        missing = [c for c in required if c not in fields]
+        if missing:
+            raise ValueError(
+                f"{path}: missing column(s) {', '.join(missing)}; "
+                f"found {', '.join(fields) or 'none'}"
+            )
+        rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    if not rows:
+        raise ValueError(f"{path}: no data rows")
+    return rows
+
+
+def _number(value: str, column: str, line: int, path: str, kind: type = float) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        raise ValueError(
+            f"{path} line {line}: column {column} = {value!r} is not a {kind.__name__}"
+        )
+
+
+def _boolean(value: str, line: int, path: str) -> bool:
+    v = value.lower()
+    if v in ("1", "true", "yes"):
+        return True
+    if v in ("0", "false", "no"):
+        return False
+    raise ValueError(f"{path} line {line}: column same = {value!r} must be 1/0 or true/false")
+
+
+def _load_npz(path: str, required: tuple[str, ...]) -> dict[str, Any]:
+    import numpy as np
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    missing = [k for k in required if k not in arrays]
+    if missing:
+        raise ValueError(f"{path}: missing array(s) {', '.join(missing)}; found {sorted(arrays)}")
+    return arrays
+
+
+# --------------------------------------------------------------------------------------------
+# Families
+# --------------------------------------------------------------------------------------------
+
+
+def _args_verification(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pairs", required=True, help="CSV: distance,same[,steps_1,steps_2]")
+
+
+def _run_verification(args: argparse.Namespace) -> dict[str, Any]:
+    from procalign.eval import VerificationMeter
+
+    rows = _read_csv(args.pairs, ("distance", "same"))
+    with_steps = all(r.get("steps_1") is not None and r.get("steps_2") is not None for r in rows)
+    meter = VerificationMeter()
+    distances = [_number(r["distance"], "distance", i + 2, args.pairs) for i, r in enumerate(rows)]
+    same = [_boolean(r["same"], i + 2, args.pairs) for i, r in enumerate(rows)]
+    if with_steps:
+        meter.update(
+            distances,
+            same,
+            [r["steps_1"].split() for r in rows],
+            [r["steps_2"].split() for r in rows],
+        )
+    else:
+        meter.update(distances, same)
+    return {"inputs": {"pairs": args.pairs, "num_pairs": len(rows)}, "metrics": meter.report()}
+
+
+def _args_keystep(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--frames", required=True, help="CSV: video,pred,true[,task][,pred_task]")
+    p.add_argument("--background", type=int, default=-1, help="background label (default -1)")
+
+
+def _run_keystep(args: argparse.Namespace) -> dict[str, Any]:
+    from procalign.eval import KeystepMeter
+
+    rows = _read_csv(args.frames, ("video", "pred", "true"))
+    videos: dict[str, dict[str, Any]] = {}
+    for i, r in enumerate(rows):
+        v = videos.setdefault(
+            r["video"],
+            {"pred": [], "true": [], "task": r.get("task"), "pred_task": r.get("pred_task")},
+        )
+        for key in ("task", "pred_task"):
+            if r.get(key) != v[key]:
+                raise ValueError(
+                    f"{args.frames} line {i + 2}: {key} changes within video {r['video']!r}"
+                )
+        v["pred"].append(_number(r["pred"], "pred", i + 2, args.frames, int))
+        v["true"].append(_number(r["true"], "true", i + 2, args.frames, int))
+    vids = list(videos.values())
+    has_task = all(v["task"] is not None for v in vids)
+    has_pred_task = has_task and all(v["pred_task"] is not None for v in vids)
+    meter = KeystepMeter(background=args.background)
+    meter.update(
+        [v["pred"] for v in vids],
+        [v["true"] for v in vids],
+        [v["task"] for v in vids] if has_task else None,
+        [v["pred_task"] for v in vids] if has_pred_task else None,
+    )
+    result = meter.compute()
+    per_task = {
+        str(t): {
+            **{k: s[k] for k in ("recall", "precision", "f1", "mof", "iou", "frames")},
+            "matching": {str(p): g for p, g in s["matching"].items()},
+        }
+        for t, s in result["per_task"].items()
+    }
+    return {
+        "inputs": {"frames": args.frames, "num_videos": len(vids), "background": args.background},
+        "metrics": meter.report(),
+        "per_task": per_task,
+    }
+
+
+def _args_quality(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--scores",
+        required=True,
+        help="CSV: pred,true[,pred_transitions,true_transitions[,length]]",
+    )
+    p.add_argument(
+        "--score-range",
+        type=float,
+        nargs=2,
+        metavar=("MIN", "MAX"),
+        default=None,
+        help="the dataset's score range for R-L2 (default: range of the true scores, as TSA)",
+    )
+    p.add_argument("--thresholds", type=float, nargs="+", default=[0.5, 0.75])
+    p.add_argument("--aiou-variant", choices=("tsa", "phases"), default="tsa")
+
+
+def _run_quality(args: argparse.Namespace) -> dict[str, Any]:
+    from procalign.eval import QualityMeter
+
+    rows = _read_csv(args.scores, ("pred", "true"))
+    path = args.scores
+    pred = [_number(r["pred"], "pred", i + 2, path) for i, r in enumerate(rows)]
+    true = [_number(r["true"], "true", i + 2, path) for i, r in enumerate(rows)]
+    meter = QualityMeter(args.score_range, args.thresholds, args.aiou_variant)
+    if all(r.get("pred_transitions") and r.get("true_transitions") for r in rows):
+
+        def parse(col: str) -> list[list[float]]:
+            return [
+                [_number(x, col, i + 2, path) for x in r[col].split()] for i, r in enumerate(rows)
+            ]
+
+        lengths = None
+        if all(r.get("length") for r in rows):
+            lengths = [_number(r["length"], "length", i + 2, path) for i, r in enumerate(rows)]
+        meter.update(pred, true, parse("pred_transitions"), parse("true_transitions"), lengths)
+    else:
+        meter.update(pred, true)
+    return {"inputs": {"scores": path, "num_videos": len(rows)}, "metrics": meter.report()}
+
+
+def _args_matching(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scores", required=True, help=".npz: scores (Q, C), correct (Q,)")
+    p.add_argument("--ks", type=int, nargs="+", default=[1, 2, 3], help="k of top-k accuracy")
+
+
+def _run_matching(args: argparse.Namespace) -> dict[str, Any]:
+    from procalign.eval import MatchingMeter
+
+    data = _load_npz(args.scores, ("scores", "correct"))
+    meter = MatchingMeter(ks=args.ks)
+    meter.update(data["scores"], data["correct"])
+    q, c = data["scores"].shape
+    return {
+        "inputs": {"scores": args.scores, "num_queries": int(q), "num_candidates": int(c)},
+        "metrics": meter.report(),
+    }
+
+
+def _args_alignment(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--test", required=True, help=".npz: embs (V, T, D)[, lengths (V,), labels (V, T)]"
+    )
+    p.add_argument("--train", default=None, help="same format with labels: adds the linear probes")
+    p.add_argument(
+        "--stride",
+        type=int,
+        default=1,
+        help="frame stride for Kendall's tau, cycle-consistency and AP@K (TCC/CARL report 5)",
+    )
+    p.add_argument(
+        "--distance", choices=("sqeuclidean", "euclidean", "cosine"), default="sqeuclidean"
+    )
+    p.add_argument("--ks", type=int, nargs="+", default=[5, 10, 15], help="K of AP@K")
+    p.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.25, 0.5, 0.75, 1.0])
+    p.add_argument(
+        "--classifiers",
+        nargs="+",
+        choices=("linear_svm", "rbf_svm", "logistic"),
+        default=["linear_svm", "logistic"],
+        help="phase-classification probes",
+    )
+
+
+def _videos(data: dict[str, Any], path: str) -> tuple[list[Any], list[Any] | None]:
+    import numpy as np
+
+    embs = data["embs"]
+    if embs.ndim != 3:
+        raise ValueError(f"{path}: embs must be (V, T, D), got shape {embs.shape}")
+    lengths = data.get("lengths")
+    if lengths is None:
+        lengths = np.full(embs.shape[0], embs.shape[1])
+    if lengths.shape != (embs.shape[0],) or lengths.min() < 1 or lengths.max() > embs.shape[1]:
+        raise ValueError(f"{path}: lengths must be (V,) in [1, {embs.shape[1]}], got {lengths}")
+    out_e = [embs[v, : int(n)] for v, n in enumerate(lengths)]
+    labels = data.get("labels")
+    if labels is None:
+        return out_e, None
+    if labels.shape != embs.shape[:2]:
+        raise ValueError(f"{path}: labels must be (V, T) = {embs.shape[:2]}, got {labels.shape}")
+    return out_e, [labels[v, : int(n)] for v, n in enumerate(lengths)]
+
+
+def _run_alignment(args: argparse.Namespace) -> dict[str, Any]:
+    from itertools import combinations, permutations
+
+    import procalign.eval as E
+
+    data = _load_npz(args.test, ("embs",))
+    embs, labels = _videos(data, args.test)
+    if len(embs) < 2:
+        raise ValueError(f"{args.test}: alignment metrics need at least 2 test videos")
+    settings = f"stride={args.stride},{args.distance}"
+    rows: list[dict[str, Any]] = []
+
+    def row(metric: str, variant: str, value: float, higher: bool = True) -> None:
+        rows.append(
+            {
+                "metric": metric,
+                "variant": variant,
+                "value": float(value),
+                "higher_is_better": higher,
+            }
+        )
+
+    for variant in E.KENDALLS_TAU_VARIANTS:
+        tau = E.mean_kendalls_tau(embs, args.stride, variant=variant, distance=args.distance)
+        row("kendalls_tau", f"{variant},{settings}", tau)
+    cycle = E.MeanMeter("cycle_consistency", f"two_way,{settings}")
+    for a, b in permutations(range(len(embs)), 2):
+        cycle.update(
+            E.cycle_consistency(embs[a], embs[b], stride=args.stride, distance=args.distance)
+        )
+    rows.extend(cycle.report())
+    if labels is not None:
+        for variant in E.AP_VARIANTS:
+            for k in args.ks:
+                ap = E.average_precision_at_k(
+                    embs, labels, k, variant=variant, stride=args.stride, distance=args.distance
+                )
+                row(f"ap@{k}", f"{variant},{settings}", ap)
+        dtw_acc = E.MeanMeter("dtw_alignment_accuracy", f"procalign.dp.dtw,{args.distance}")
+        for a, b in combinations(range(len(embs)), 2):
+            dtw_acc.update(
+                E.dtw_alignment_accuracy(
+                    embs[a], embs[b], labels[a], labels[b], distance=args.distance
+                )
+            )
+        rows.extend(dtw_acc.report())
+    inputs: dict[str, Any] = {"test": args.test, "num_test_videos": len(embs)}
+    if args.train is not None:
+        if labels is None:
+            raise ValueError(f"{args.test}: the probes need labels in the test file")
+        train = _load_npz(args.train, ("embs", "labels"))
+        tr_embs, tr_labels = _videos(train, args.train)
+        inputs.update(train=args.train, num_train_videos=len(tr_embs))
+        for clf in args.classifiers:
+            accs = E.phase_classification(
+                tr_embs, tr_labels, embs, labels, fractions=args.fractions, classifier=clf
+            )
+            for frac, acc in accs.items():
+                row(f"phase_classification@{frac:g}", f"{clf},first_videos", acc)
+        num_phases = int(max(max(x.max() for x in tr_labels), max(x.max() for x in labels))) + 1
+        if num_phases >= 2:
+            r2 = E.phase_progression(
+                tr_embs,
+                [E.progress_targets(x, num_phases) for x in tr_labels],
+                embs,
+                [E.progress_targets(x, num_phases) for x in labels],
+            )
+            row("phase_progression", f"tcc_event_completion_r2,num_phases={num_phases}", r2)
+    return {"inputs": inputs, "metrics": rows}
+
+
+register_subverb(
+    "verification",
+    "sequence verification from pair distances (AUC, EER, WDR)",
+    _args_verification,
+    _run_verification,
+)
+register_subverb(
+    "keystep",
+    "key-step localization from per-frame labels (Hungarian per task)",
+    _args_keystep,
+    _run_keystep,
+)
+register_subverb("quality", "action quality (Spearman, R-L2, AIoU)", _args_quality, _run_quality)
+register_subverb(
+    "matching", "text-to-video matching (accuracy, top-k, AUC)", _args_matching, _run_matching
+)
+register_subverb(
+    "alignment",
+    "frame-embedding alignment metrics (TCC / LAV / CARL variants)",
+    _args_alignment,
+    _run_alignment,
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------
+
+
+def format_table(metrics: list[dict[str, Any]]) -> str:
+    """A plain-text table of report rows: metric, variant, value, direction."""
+    header = ("metric", "variant", "value", "better")
+    body = [
+        (
+            m["metric"],
+            m["variant"],
+            f"{m['value']:.4f}",
+            "higher" if m["higher_is_better"] else "lower",
+        )
+        for m in metrics
+    ]
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(4)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *body]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import procalign
+
+    if args.family is None:
+        args.eval_parser.print_help()
+        return 2
+    result = SUBVERBS[args.family].run(args)
+    report = {"procalign_version": procalign.__version__, "family": args.family, **result}
+    print(format_table(report["metrics"]))
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2, allow_nan=True) + "\n")
+        print(f"report written to {out}", file=sys.stderr)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="evaluate predictions: verification, keystep, quality, matching, alignment",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    families = parser.add_subparsers(dest="family", metavar="FAMILY")
+    for name, sub in SUBVERBS.items():
+        p = families.add_parser(name, help=sub.help, description=sub.help)
+        sub.add_arguments(p)
+        p.add_argument("--out", default=None, help="write the JSON report here")
+    parser.set_defaults(func=_run, eval_parser=parser, out=None)

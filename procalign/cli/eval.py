@@ -19,10 +19,10 @@ Input formats (CSV files need a header row; extra columns are ignored):
 * quality, CSV, one row per video: ``pred``, ``true`` (scores), optional ``pred_transitions`` and
   ``true_transitions`` (space-separated transition frames) and ``length`` (frames, for
   ``--aiou-variant phases``) to add AIoU.
-* matching, ``.npz``: ``scores`` (Q, C) (higher = better match), ``correct`` (Q,) index of the
+* matching, ``.npz``: ``scores`` (B, C) (higher = better match), ``correct`` (B,) index of the
   right candidate.
-* alignment, ``.npz``: ``embs`` (V, T, D) frame embeddings (padded), optional ``lengths`` (V,)
-  and ``labels`` (V, T) integer phase labels; ``--train`` (same format, with labels) adds phase
+* alignment, ``.npz``: ``embs`` (B, T, D) frame embeddings (padded), optional ``lengths`` (B,)
+  and ``labels`` (B, T) integer phase labels; ``--train`` (same format, with labels) adds phase
   classification and progression.
 
 Every report row names its metric's variant. New sub-verbs (e.g. evaluating a method from a
@@ -239,7 +239,7 @@ def _run_quality(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _args_matching(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--scores", required=True, help=".npz: scores (Q, C), correct (Q,)")
+    p.add_argument("--scores", required=True, help=".npz: scores (B, C), correct (B,)")
     p.add_argument("--ks", type=int, nargs="+", default=[1, 2, 3], help="k of top-k accuracy")
 
 
@@ -258,7 +258,7 @@ def _run_matching(args: argparse.Namespace) -> dict[str, Any]:
 
 def _args_alignment(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--test", required=True, help=".npz: embs (V, T, D)[, lengths (V,), labels (V, T)]"
+        "--test", required=True, help=".npz: embs (B, T, D)[, lengths (B,), labels (B, T)]"
     )
     p.add_argument("--train", default=None, help="same format with labels: adds the linear probes")
     p.add_argument(
@@ -286,18 +286,18 @@ def _videos(data: dict[str, Any], path: str) -> tuple[list[Any], list[Any] | Non
 
     embs = data["embs"]
     if embs.ndim != 3:
-        raise ValueError(f"{path}: embs must be (V, T, D), got shape {embs.shape}")
+        raise ValueError(f"{path}: embs must be (B, T, D), got shape {embs.shape}")
     lengths = data.get("lengths")
     if lengths is None:
         lengths = np.full(embs.shape[0], embs.shape[1])
     if lengths.shape != (embs.shape[0],) or lengths.min() < 1 or lengths.max() > embs.shape[1]:
-        raise ValueError(f"{path}: lengths must be (V,) in [1, {embs.shape[1]}], got {lengths}")
+        raise ValueError(f"{path}: lengths must be (B,) in [1, {embs.shape[1]}], got {lengths}")
     out_e = [embs[v, : int(n)] for v, n in enumerate(lengths)]
     labels = data.get("labels")
     if labels is None:
         return out_e, None
     if labels.shape != embs.shape[:2]:
-        raise ValueError(f"{path}: labels must be (V, T) = {embs.shape[:2]}, got {labels.shape}")
+        raise ValueError(f"{path}: labels must be (B, T) = {embs.shape[:2]}, got {labels.shape}")
     return out_e, [labels[v, : int(n)] for v, n in enumerate(lengths)]
 
 

@@ -105,7 +105,7 @@ def video_list(xs: Any, name: str) -> list[Any]:
 def embeddings_and_labels(
     embs: Any, labels: Any, name_e: str, name_l: str
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per-video (T_i, D) embeddings with matching (T_i,) labels, D equal across videos."""
+    """Per-video (T_b, D) embeddings with matching (T_b,) labels, D equal across videos."""
     e_list = video_list(embs, name_e)
     l_list = video_list(labels, name_l)
     if len(e_list) != len(l_list):

@@ -140,7 +140,7 @@ def mean_kendalls_tau(
     collapsed embeddings) makes the mean NaN rather than being dropped silently.
 
     Args:
-        embs: V >= 2 per-video embeddings, each (T_v, D).
+        embs: B >= 2 per-video embeddings, each (T_b, D).
         stride, variant, distance: as in :func:`kendalls_tau`.
 
     >>> import numpy as np

@@ -25,7 +25,7 @@ scikit-learn's ``zero_division=0``. Dataset scores are unweighted means over tas
 The sufficient statistics are per-task joint counts of (predicted, true) labels, so results of
 several processes can be merged by adding counts (see :class:`procalign.eval.KeystepMeter`).
 
-Shapes: V videos, each ``(T_v,)`` integer labels for prediction and ground truth.
+Shapes: B videos, each ``(T_b,)`` integer labels for prediction and ground truth.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def _task_ids(x: Any, name: str, n: int | None) -> list[Hashable]:
     if hasattr(x, "detach") or isinstance(x, np.ndarray):
         arr = to_numpy(x, name)
         if arr.ndim != 1:
-            raise ValueError(f"{name} must be 1-D (V,), got shape {tuple(arr.shape)}")
+            raise ValueError(f"{name} must be 1-D (B,), got shape {tuple(arr.shape)}")
         items = arr.tolist()
     elif isinstance(x, Sequence) and not isinstance(x, (str, bytes)):
         items = list(x)
@@ -153,8 +153,8 @@ def task_accuracy(pred_tasks: Sequence[Hashable], true_tasks: Sequence[Hashable]
     """Task classification accuracy over videos: ``mean(pred_tasks[v] == true_tasks[v])``.
 
     Args:
-        pred_tasks: (V,) predicted task ids (ints or strings).
-        true_tasks: (V,) true task ids.
+        pred_tasks: (B,) predicted task ids (ints or strings).
+        true_tasks: (B,) true task ids.
 
     >>> task_accuracy(["tea", "car", "tea"], ["tea", "tea", "tea"])
     0.6666666666666666
@@ -177,13 +177,13 @@ def keystep_scores(
     """Key-step localization scores with per-task Hungarian matching (see the module docstring).
 
     Args:
-        pred: V videos, each (T_v,) integer predicted key-step ids; ``background`` marks frames
+        pred: B videos, each (T_b,) integer predicted key-step ids; ``background`` marks frames
             assigned to no key-step.
-        true: V videos, each (T_v,) integer true key-step ids, ``background`` likewise.
-        tasks: (V,) task id of each video (ints or strings); ``None`` puts every video in one
+        true: B videos, each (T_b,) integer true key-step ids, ``background`` likewise.
+        tasks: (B,) task id of each video (ints or strings); ``None`` puts every video in one
             task named ``"all"``. Matching is done per task, over all its videos.
         background: the background label, shared by ``pred`` and ``true`` (default -1).
-        pred_tasks: optional (V,) predicted task ids; adds ``"task_accuracy"`` (needs ``tasks``).
+        pred_tasks: optional (B,) predicted task ids; adds ``"task_accuracy"`` (needs ``tasks``).
 
     Returns:
         ``{"recall", "precision", "f1", "mof", "iou"}``: means over tasks (floats in [0, 1]);

@@ -5,8 +5,8 @@ of which shows exactly the described procedure (CSV-Matching: C = 5). A method g
 per (query, candidate), higher = better match. Convert distances at the boundary
 (``scores = -distances``).
 
-Shapes: ``Q`` queries, ``C`` candidates per query; ``scores`` is ``(Q, C)``, ``correct`` is
-``(Q,)`` integer indices into the candidates.
+Shapes: ``B`` queries, ``C`` candidates per query; ``scores`` is ``(B, C)``, ``correct`` is
+``(B,)`` integer indices into the candidates.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def matching_topk(scores: Any, correct: Any, k: int = 1) -> float:
     top-k accuracy is ``mean(rank <= k)``. ``k = 1`` is CSV-Matching's accuracy.
 
     Args:
-        scores: (Q, C) match scores, higher = better. correct: (Q,) index of the right candidate.
+        scores: (B, C) match scores, higher = better. correct: (B,) index of the right candidate.
         k: 1 <= k <= C.
 
     >>> scores = [[0.9, 0.1, 0.2], [0.3, 0.5, 0.4], [0.2, 0.2, 0.1]]
@@ -73,7 +73,7 @@ def matching_auc(scores: Any, correct: Any) -> float:
     higher than a wrong one, across queries (ties count one half).
 
     Args:
-        scores: (Q, C) match scores, higher = better. correct: (Q,) index of the right candidate.
+        scores: (B, C) match scores, higher = better. correct: (B,) index of the right candidate.
 
     >>> matching_auc([[0.9, 0.1, 0.2], [0.3, 0.5, 0.4]], [0, 2])
     0.875
@@ -90,7 +90,7 @@ def text_video_matching(scores: Any, correct: Any, ks: Sequence[int] = (1, 2, 3)
     """All CSV-Matching numbers at once: accuracy (top-1), top-k for each ``k`` and pooled AUC.
 
     Args:
-        scores: (Q, C) match scores, higher = better. correct: (Q,) index of the right candidate.
+        scores: (B, C) match scores, higher = better. correct: (B,) index of the right candidate.
         ks: the k of the top-k accuracies (each in [1, C]).
 
     Returns:

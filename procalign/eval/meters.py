@@ -186,7 +186,7 @@ class VerificationMeter(Meter):
         steps_1: Sequence[Sequence[Hashable]] | None = None,
         steps_2: Sequence[Sequence[Hashable]] | None = None,
     ) -> None:
-        """Add (P,) distances and (P,) booleans; optionally P step lists per side for WDR."""
+        """Add (B,) distances and (B,) booleans; optionally B step lists per side for WDR."""
         d = float_array(distances, "distances", 1)
         s = binary_array(same, "same")
         same_length(d, s, "distances", "same")
@@ -280,7 +280,7 @@ class KeystepMeter(Meter):
         tasks: Sequence[Hashable] | None = None,
         pred_tasks: Sequence[Hashable] | None = None,
     ) -> None:
-        """Add V videos: (T_v,) predicted and true labels each, (V,) task ids, (V,) predictions."""
+        """Add B videos: (T_b,) predicted and true labels each, (B,) task ids, (B,) predictions."""
         counts = _keystep._keystep_counts(pred, true, tasks)
         if pred_tasks is not None:
             if tasks is None:
@@ -431,7 +431,7 @@ class QualityMeter(Meter):
 
 
 class MatchingMeter(Meter):
-    """Text-to-video matching: top-1 accuracy, top-k and pooled AUC over (Q, C) score rows.
+    """Text-to-video matching: top-1 accuracy, top-k and pooled AUC over (B, C) score rows.
 
     >>> m = MatchingMeter(ks=(1, 2))
     >>> m.update([[0.9, 0.1, 0.2]], [0]); m.update([[0.3, 0.5, 0.4]], [2])
@@ -458,7 +458,7 @@ class MatchingMeter(Meter):
         self.correct: list[int] = []
 
     def update(self, scores: Any, correct: Any) -> None:
-        """Add (Q, C) scores (higher = better) and (Q,) indices of the right candidates."""
+        """Add (B, C) scores (higher = better) and (B,) indices of the right candidates."""
         s = float_array(scores, "scores", 2)
         matching_topk(s, correct, 1)  # validates shapes and indices
         if self.scores and s.shape[1] != len(self.scores[0]):

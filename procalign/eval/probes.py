@@ -2,10 +2,10 @@
 
 Both train a small scikit-learn model on the embeddings of *training* videos and score it on
 *test* videos, as TCC, LAV, CARL and LRProp do. The label fraction is a fraction of training
-**videos** (not frames): the first ``max(1, int(fraction * V))`` videos in the given order, as in
+**videos** (not frames): the first ``max(1, int(fraction * B))`` videos in the given order, as in
 the TCC and LAV evaluation code, or a seeded random subset with ``seed=``.
 
-Shapes: per video ``(T_v, D)`` embeddings and ``(T_v,)`` labels; ``V`` videos.
+Shapes: per video ``(T_b, D)`` embeddings and ``(T_b,)`` labels; ``B`` videos.
 """
 
 from __future__ import annotations
@@ -85,13 +85,13 @@ def phase_classification(
     """Per-frame phase classification accuracy of a classifier trained on frozen embeddings.
 
     Definition: for each fraction ``f``, fit ``classifier`` on all frames of the first
-    ``max(1, int(f * V_train))`` training videos (or a random subset of that size when ``seed``
+    ``max(1, int(f * B_train))`` training videos (or a random subset of that size when ``seed``
     is an int), predict every test frame, and report the accuracy over all test frames pooled
     (``sklearn.metrics.accuracy_score`` on the concatenated frames), as TCC and LAV do.
 
     Args:
-        train_embs: V_train videos, each (T_v, D) embeddings.
-        train_labels: V_train videos, each (T_v,) integer phase labels.
+        train_embs: B_train videos, each (T_b, D) embeddings.
+        train_labels: B_train videos, each (T_b,) integer phase labels.
         test_embs, test_labels: the same for the test videos.
         fractions: label fractions in (0, 1]; default 10/25/50/75/100 %.
         classifier: ``"linear_svm"`` (default), ``"rbf_svm"`` (what the TCC/LAV/CARL code calls
@@ -191,8 +191,8 @@ def phase_progression(
     which equals TCC/LAV's mean of per-column scores).
 
     Args:
-        train_embs: V_train videos, each (T_v, D).
-        train_targets: V_train videos, each (T_v,) or (T_v, E) float targets.
+        train_embs: B_train videos, each (T_b, D).
+        train_targets: B_train videos, each (T_b,) or (T_b, E) float targets.
         test_embs, test_targets: the same for the test videos.
         fraction: fraction of training videos used, in (0, 1] (first videos unless ``seed``).
         seed: ``None`` for the first videos; an int for a random subset.

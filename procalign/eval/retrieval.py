@@ -14,7 +14,7 @@ the query's phase label; average over query frames and videos. Two published var
 Both are "precision@K" averaged over queries (no rank weighting), as in the papers' code; LRProp
 describes it the same way. Ties in distance go to the smaller frame index (stable sort).
 
-Shapes: V videos, each ``(T_v, D)`` embeddings and ``(T_v,)`` integer phase labels.
+Shapes: B videos, each ``(T_b, D)`` embeddings and ``(T_b,)`` integer phase labels.
 """
 
 from __future__ import annotations
@@ -63,8 +63,8 @@ def average_precision_at_k(
     included (``"lav"``).
 
     Args:
-        embs: V videos, each (T_v, D) embeddings (V >= 2 for ``"carl"``).
-        labels: V videos, each (T_v,) integer phase labels.
+        embs: B videos, each (T_b, D) embeddings (B >= 2 for ``"carl"``).
+        labels: B videos, each (T_b,) integer phase labels.
         k: number of retrieved frames, >= 1; at most the number of candidates available.
         variant: ``"carl"`` (cross-video, default) or ``"lav"`` (within-video).
         stride: every ``stride``-th frame of each video is kept (CARL's

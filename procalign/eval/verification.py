@@ -4,7 +4,7 @@ A method gives one *distance* per video pair; a small distance means "same proce
 positive class is ``same == True``. ROC-based metrics are computed on the score ``-distance``, so
 the sign convention lives here, once, and callers only ever pass distances and booleans.
 
-Shapes: ``P`` is the number of pairs.
+Shapes: ``B`` is the number of pairs.
 """
 
 from __future__ import annotations
@@ -45,9 +45,9 @@ def verification_auc(distances: Any, same: Any) -> float:
     method scores 1.0, chance 0.5. This is the AUC of SVIP / CAT, WeakSVR and CPA.
 
     Args:
-        distances: (P,) finite distances, lower = more likely the same procedure. NaN or inf
+        distances: (B,) finite distances, lower = more likely the same procedure. NaN or inf
             raises ``ValueError`` (a silently NaN-sorted ROC is the classic bug here).
-        same: (P,) booleans, or numbers that are exactly 0/1; 1 = same procedure. Anything else
+        same: (B,) booleans, or numbers that are exactly 0/1; 1 = same procedure. Anything else
             (scores, distances passed by mistake) raises ``ValueError``.
 
     Returns:
@@ -73,8 +73,8 @@ def verification_eer(distances: Any, same: Any) -> float:
     is better; 0 means some threshold separates the classes perfectly.
 
     Args:
-        distances: (P,) finite distances, lower = same procedure.
-        same: (P,) booleans or 0/1, 1 = same procedure.
+        distances: (B,) finite distances, lower = same procedure.
+        same: (B,) booleans or 0/1, 1 = same procedure.
 
     Returns:
         EER in [0, 1].
@@ -140,9 +140,9 @@ def wrong_distance_ratio(
     whose step lists differ more should be further apart, so higher is better.
 
     Args:
-        distances: (P,) finite distances, lower = same procedure.
-        same: (P,) booleans or 0/1, 1 = same procedure.
-        steps_1, steps_2: P ordered step lists each (the procedures' step ids from the label
+        distances: (B,) finite distances, lower = same procedure.
+        same: (B,) booleans or 0/1, 1 = same procedure.
+        steps_1, steps_2: B ordered step lists each (the procedures' step ids from the label
             bank). A negative pair with identical step lists (edit distance 0) raises
             ``ValueError``: its ratio is undefined and usually means mislabelled pairs.
 
@@ -165,7 +165,7 @@ def wrong_distance_ratio(
 
 
 def _wdr(d: np.ndarray, s: np.ndarray, edits: np.ndarray) -> float:
-    """WDR from validated (P,) distances, (P,) booleans and (P,) edit distances."""
+    """WDR from validated (B,) distances, (B,) booleans and (B,) edit distances."""
     neg = np.flatnonzero(~s)
     zero = neg[edits[neg] == 0]
     if zero.size:

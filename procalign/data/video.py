@@ -33,6 +33,9 @@ class VideoDecodeError(ValueError):
         self.cause = cause
         super().__init__(f"cannot read video {self.path!r}: {cause}")
 
+    def __reduce__(self):  # keep (path, cause) across processes (DataLoader workers, pools)
+        return (type(self), (self.path, self.cause))
+
 
 class VideoNotFoundError(VideoDecodeError, FileNotFoundError):
     """The input does not exist (also a ``FileNotFoundError``)."""

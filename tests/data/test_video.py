@@ -141,6 +141,14 @@ def test_missing_file_is_named(tmp_path):
     assert info.value.path == str(path)
 
 
+def test_errors_survive_pickling(tmp_path):
+    import pickle
+
+    for cls in (VideoDecodeError, VideoNotFoundError):
+        err = pickle.loads(pickle.dumps(cls(tmp_path / "a.mp4", "why")))
+        assert type(err) is cls and err.cause == "why" and "a.mp4" in str(err)
+
+
 def test_empty_file(tmp_path):
     path = tmp_path / "empty.mp4"
     path.write_bytes(b"")

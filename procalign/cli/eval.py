@@ -11,8 +11,9 @@ Each metric family is a sub-verb with one documented input format::
 Input formats (CSV files need a header row; extra columns are ignored):
 
 * verification, CSV, one row per video pair: ``distance`` (lower = same procedure), ``same``
-  (1/0 or true/false), optional ``steps_1`` and ``steps_2`` (the two procedures' step ids,
-  space-separated) to add WDR.
+  (1/0 or true/false); for WDR either ``steps_1`` and ``steps_2`` (the two procedures' step ids,
+  separated by ``|``, or by spaces when there is no ``|``) or ``label_1`` and ``label_2`` with
+  ``--label-bank label_bank.json`` (SVIP's procedure -> step list file).
 * keystep, CSV, one row per frame, frames in temporal order within each video: ``video``,
   ``pred``, ``true`` (integer key-step ids; ``--background`` marks background), optional ``task``
   and ``pred_task`` (constant within a video).
@@ -126,26 +127,47 @@ def _load_npz(path: str, required: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _args_verification(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--pairs", required=True, help="CSV: distance,same[,steps_1,steps_2]")
+    p.add_argument(
+        "--pairs", required=True, help="CSV: distance,same[,steps_1,steps_2 | ,label_1,label_2]"
+    )
+    p.add_argument(
+        "--label-bank",
+        default=None,
+        help="JSON {procedure label: [step, ...]} (SVIP's label_bank.json): take the step lists "
+        "of columns label_1,label_2 from it for WDR",
+    )
+
+
+def _steps(text: str) -> list[str]:
+    """Step ids separated by '|' (names with spaces), else by whitespace."""
+    parts = text.split("|") if "|" in text else text.split()
+    return [x.strip() for x in parts if x.strip()]
 
 
 def _run_verification(args: argparse.Namespace) -> dict[str, Any]:
     from procalign.eval import VerificationMeter
 
     rows = _read_csv(args.pairs, ("distance", "same"))
-    with_steps = all(r.get("steps_1") is not None and r.get("steps_2") is not None for r in rows)
     meter = VerificationMeter()
     distances = [_number(r["distance"], "distance", i + 2, args.pairs) for i, r in enumerate(rows)]
     same = [_boolean(r["same"], i + 2, args.pairs) for i, r in enumerate(rows)]
-    if with_steps:
-        meter.update(
-            distances,
-            same,
-            [r["steps_1"].split() for r in rows],
-            [r["steps_2"].split() for r in rows],
-        )
-    else:
-        meter.update(distances, same)
+    steps_1 = steps_2 = None
+    if args.label_bank is not None:
+        bank_path = Path(args.label_bank)
+        if not bank_path.is_file():
+            raise FileNotFoundError(f"no such file: {args.label_bank}")
+        bank = json.loads(bank_path.read_text())
+        if "label_1" not in rows[0] or "label_2" not in rows[0]:
+            raise ValueError(f"{args.pairs}: --label-bank needs columns label_1 and label_2")
+        unknown = sorted({r[c] for r in rows for c in ("label_1", "label_2")} - set(bank))
+        if unknown:
+            raise ValueError(f"{args.label_bank}: no step list for label(s) {unknown[:5]}")
+        steps_1 = [bank[r["label_1"]] for r in rows]
+        steps_2 = [bank[r["label_2"]] for r in rows]
+    elif all(r.get("steps_1") is not None and r.get("steps_2") is not None for r in rows):
+        steps_1 = [_steps(r["steps_1"]) for r in rows]
+        steps_2 = [_steps(r["steps_2"]) for r in rows]
+    meter.update(distances, same, steps_1, steps_2)
     return {"inputs": {"pairs": args.pairs, "num_pairs": len(rows)}, "metrics": meter.report()}
 
 

@@ -69,6 +69,35 @@ def test_verification_without_steps_and_bad_input(tmp_path: Path, capsys) -> Non
     assert "line 2: column same" in capsys.readouterr().err
 
 
+def test_verification_step_names_and_label_bank(tmp_path: Path, capsys) -> None:
+    bank = {"1.1": ["take up the clamp", "screw it"], "1.2": ["screw it", "take up the clamp"]}
+    d, same = [0.2, 0.6, 0.3, 0.9], [1, 0, 1, 0]
+    labels = [("1.1", "1.1"), ("1.1", "1.2"), ("1.2", "1.2"), ("1.2", "1.1")]
+    want = wrong_distance_ratio(d, same, [bank[a] for a, _ in labels], [bank[b] for _, b in labels])
+    piped = tmp_path / "piped.csv"
+    piped.write_text(
+        "distance,same,steps_1,steps_2\n"
+        + "\n".join(
+            f"{x},{y},{'|'.join(bank[a])},{'|'.join(bank[b])}"
+            for x, y, (a, b) in zip(d, same, labels)
+        )
+    )
+    report, _ = _run(["verification", "--pairs", str(piped)], tmp_path, capsys)
+    assert _values(report)["wdr"] == pytest.approx(want)
+    by_label = tmp_path / "labels.csv"
+    by_label.write_text(
+        "distance,same,label_1,label_2\n"
+        + "\n".join(f"{x},{y},{a},{b}" for x, y, (a, b) in zip(d, same, labels))
+    )
+    (tmp_path / "bank.json").write_text(json.dumps(bank))
+    argv = ["verification", "--pairs", str(by_label), "--label-bank", str(tmp_path / "bank.json")]
+    report, _ = _run(argv, tmp_path, capsys)
+    assert _values(report)["wdr"] == pytest.approx(want)
+    (tmp_path / "bank.json").write_text(json.dumps({"1.1": bank["1.1"]}))
+    assert main(["eval", *argv]) == 2
+    assert "no step list for label(s) ['1.2']" in capsys.readouterr().err
+
+
 def test_keystep_csv(tmp_path: Path, capsys) -> None:
     videos = {
         "v1": ("tea", "tea", [1, 1, 2, 2, -1], [0, 0, 1, 1, -1]),

@@ -30,20 +30,33 @@ def soft_dtw_forward(C, ln, lm, gamma, out, W):  # pragma: no cover - compiled
                 a = R[i - 1, j - 1]
                 u = R[i - 1, j]
                 left = R[i, j - 1]
-                mn = a
-                if u < mn:
-                    mn = u
-                if left < mn:
-                    mn = left
-                ea = np.exp((mn - a) * inv)
-                eu = np.exp((mn - u) * inv)
-                el = np.exp((mn - left) * inv)
-                s = ea + eu + el
-                R[i, j] = C[b, i - 1, j - 1] + mn - gamma * np.log(s)
+                # One predecessor is the minimum, so its weight exp(0) = 1: two exps per cell.
                 w = W[b, i - 1, j - 1]
-                w[0] = ea / s
-                w[1] = eu / s
-                w[2] = el / s
+                if a <= u and a <= left:
+                    mn = a
+                    eu = np.exp((a - u) * inv)
+                    el = np.exp((a - left) * inv)
+                    r = 1.0 / (1.0 + eu + el)
+                    w[0] = r
+                    w[1] = eu * r
+                    w[2] = el * r
+                elif u <= left:
+                    mn = u
+                    ea = np.exp((u - a) * inv)
+                    el = np.exp((u - left) * inv)
+                    r = 1.0 / (ea + 1.0 + el)
+                    w[0] = ea * r
+                    w[1] = r
+                    w[2] = el * r
+                else:
+                    mn = left
+                    ea = np.exp((left - a) * inv)
+                    eu = np.exp((left - u) * inv)
+                    r = 1.0 / (ea + eu + 1.0)
+                    w[0] = ea * r
+                    w[1] = eu * r
+                    w[2] = r
+                R[i, j] = C[b, i - 1, j - 1] + mn + gamma * np.log(r)
         out[b] = R[n, m]
 
 

@@ -20,9 +20,12 @@ def check_tensor(x: object, name: str, ndim: int, letters: str, finite: bool = T
         raise TypeError(f"{name} must be float32 or float64, got {x.dtype}")
     if any(s == 0 for s in x.shape):
         raise ValueError(f"{name} must not be empty, got shape {tuple(x.shape)}")
-    if finite and not bool(torch.isfinite(x).all()):
-        bad = int((~torch.isfinite(x)).sum())
-        raise ValueError(f"{name} contains {bad} NaN or infinite value(s) (shape {tuple(x.shape)})")
+    # A sum is non-finite whenever an element is (NaN and inf propagate); only then pay for the
+    # exact count, which also clears sums that merely overflowed.
+    if finite and not bool(torch.isfinite(x.detach().sum())):
+        bad = int((~torch.isfinite(x.detach())).sum())
+        if bad:
+            raise ValueError(f"{name} contains {bad} NaN or infinite value(s) (shape {tuple(x.shape)})")
     return x
 
 

@@ -256,8 +256,8 @@ def pairwise_costs(x: Tensor, y: Tensor, cost: str = "sqeuclidean") -> Tensor:
         return 1.0 - torch.bmm(xn, yn.transpose(1, 2))
     if cost not in _COSTS:
         raise ValueError(f"cost must be one of {_COSTS}, got {cost!r}")
-    sq = (x * x).sum(-1)[:, :, None] + (y * y).sum(-1)[:, None, :] - 2.0 * torch.bmm(x, y.transpose(1, 2))
-    sq = sq.clamp_min(0.0)
+    norms = (x * x).sum(-1)[:, :, None] + (y * y).sum(-1)[:, None, :]
+    sq = torch.baddbmm(norms, x, y.transpose(1, 2), alpha=-2.0).clamp_min_(0.0)
     return sq.sqrt() if cost == "euclidean" else sq
 
 

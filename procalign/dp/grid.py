@@ -8,8 +8,9 @@ diagonally. Under a semiring, the value of the lattice over scores ``s`` is
 and the value is ``R(n-1, m-1)``. DTW is the max semiring over ``-costs``; soft-DTW (Cuturi &
 Blondel, ICML 2017) the log semiring with temperature gamma over ``-costs``. The gradient of the
 soft-DTW value with respect to the costs is the expected alignment matrix. Time O(B N M); the
-torch path sweeps anti-diagonals (O(N + M) sequential steps of O(B N) work), the numba path sweeps
-rows on each core.
+torch path sweeps anti-diagonals (O(N + M) sequential steps of O(B N) work) with a hand-written
+backward sweep, the numba path sweeps rows on each core. ``grid_value`` is the generic recursion
+for any semiring (autograd, double backward).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from procalign.dp import _validate as V
-from procalign.dp.semiring import LogSemiring, MaxSemiring, Semiring, get_semiring
+from procalign.dp.semiring import NEG, Semiring, get_semiring
 
 
 class DTWResult(NamedTuple):
@@ -89,6 +90,82 @@ def grid_value(
         prev2, prev1 = prev1, r
     R = torch.stack(diags, dim=1)
     return R[torch.arange(B, device=scores.device), ln + lm - 2, ln - 1]
+
+
+class _GridWavefront(torch.autograd.Function):
+    """Soft-DTW (``gamma`` > 0) or DTW (``gamma`` None) over costs on any device, with a
+    hand-written backward: the forward stores each cell's three predecessor weights (softmax or
+    first-argmin one-hot) in the skewed (diagonal, row) layout; the backward is one reverse
+    anti-diagonal sweep, E(i, j) = sum over successors of E(successor) * weight."""
+
+    @staticmethod
+    def forward(ctx, costs: Tensor, ln: Tensor, lm: Tensor, gamma: float | None):  # type: ignore[override]
+        B, N, M = costs.shape
+        dev, dt = costs.device, costs.dtype
+        ii, jj, valid = _skew_index(N, M, dev)
+        big = torch.tensor(-NEG, dtype=dt, device=dev)  # "impossible" for a cost
+        skew = torch.where(valid, costs[:, ii, jj], big)
+        edge = big.expand(B, 1)
+        zero_w = torch.zeros(B, N, 3, dtype=dt, device=dev)
+        Rs, Ws = [], []
+        prev1 = prev2 = None
+        for d in range(N + M - 1):
+            c = skew[:, d]
+            if d == 0:
+                r, w = c, zero_w
+            else:
+                up = torch.cat([edge, prev1[:, :-1]], dim=1)
+                diag = torch.cat([edge, prev2[:, :-1]], dim=1) if prev2 is not None else big.expand(B, N)
+                P = torch.stack([diag, up, prev1], dim=-1)  # (B, N, 3): diag, up, left
+                if gamma is None:
+                    best, idx = P.min(dim=-1)  # first minimum: smallest indices win ties
+                    w = torch.nn.functional.one_hot(idx, 3).to(dt)
+                else:
+                    m = P.min(dim=-1, keepdim=True).values
+                    z = torch.exp((m - P) / gamma)
+                    tot = z.sum(dim=-1, keepdim=True)
+                    w = z / tot
+                    best = (m - gamma * torch.log(tot)).squeeze(-1)
+                r = torch.where(valid[d], c + best, big)
+                w = w * valid[d][:, None].to(dt)
+            Rs.append(r)
+            Ws.append(w)
+            prev2, prev1 = prev1, r
+        W = torch.stack(Ws, dim=1)  # (B, N+M-1, N, 3)
+        R = torch.stack(Rs, dim=1)
+        ctx.save_for_backward(W, ln, lm)
+        ctx.shape = (B, N, M)
+        return R[torch.arange(B, device=dev), ln + lm - 2, ln - 1]
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        W, ln, lm = ctx.saved_tensors
+        B, N, M = ctx.shape
+        dev, dt = W.device, W.dtype
+        Dg = N + M - 1
+        end_d, end_i = ln + lm - 2, ln - 1
+        rows = torch.arange(B, device=dev)
+        pad = torch.zeros(B, 1, dtype=dt, device=dev)
+        E = torch.zeros(B, Dg, N, dtype=dt, device=dev)
+        e1 = e2 = torch.zeros(B, N, dtype=dt, device=dev)  # E on diagonals d+1 and d+2
+        for d in range(Dg - 1, -1, -1):
+            e = torch.zeros(B, N, dtype=dt, device=dev)
+            if d + 1 < Dg:
+                w1 = W[:, d + 1]
+                # (i+1, j) on d+1 at index i+1 reached us by "up"; (i, j+1) at index i by "left"
+                e = e + torch.cat([(e1 * w1[..., 1])[:, 1:], pad], dim=1) + e1 * w1[..., 2]
+            if d + 2 < Dg:
+                e = e + torch.cat([(e2 * W[:, d + 2, :, 0])[:, 1:], pad], dim=1)
+            hit = end_d == d
+            if bool(hit.any()):
+                e = e.index_put((rows[hit], end_i[hit]), grad.to(dt)[hit], accumulate=True)
+            E[:, d] = e
+            e2, e1 = e1, e
+        ii, jj, valid = _skew_index(N, M, dev)
+        G = torch.zeros(B, N, M, dtype=dt, device=dev)
+        G[:, ii[valid], jj[valid]] = E[:, valid]
+        return G, None, None, None
 
 
 # --------------------------------------------------------------------------------------------
@@ -187,9 +264,8 @@ def dtw(
         return DTWResult(*_DTWNumba.apply(costs, ln, lm))
     with torch.enable_grad():
         c = costs.detach().requires_grad_(True)
-        best = grid_value(-c, MaxSemiring(), ln, lm)
-        (neg_path,) = torch.autograd.grad(best.sum(), c)
-    path = -neg_path.detach()
+        best = _GridWavefront.apply(c, ln, lm, None)
+        (path,) = torch.autograd.grad(best.sum(), c)
     # The path's cost is the DTW value; written this way its gradient is the path.
     return DTWResult((path * costs).sum(dim=(1, 2)), path)
 
@@ -217,7 +293,7 @@ def soft_dtw(
     costs, ln, lm = _prepare(costs, lengths_n, lengths_m, backend)
     if V.use_numba(backend, costs, True):
         return _SoftDTWNumba.apply(costs, ln, lm, g)
-    return -grid_value(-costs, LogSemiring(g), ln, lm)
+    return _GridWavefront.apply(costs, ln, lm, g)
 
 
 def expected_alignment(

@@ -25,9 +25,12 @@ def test_soft_dtw_gradcheck(gamma, backend):
 
 
 @pytest.mark.parametrize("gamma", [1e-2, 1.0, 100.0])
-def test_soft_dtw_gradgradcheck_torch(gamma):
+def test_soft_dtw_gradgradcheck_generic_recursion(gamma):
+    """The generic semiring recursion supports double backward (the fast paths are once-differentiable)."""
     c = _rand(2, 4, 3, seed=2).requires_grad_()
-    assert gradgradcheck(lambda x: dp.soft_dtw(x, gamma, backend="torch"), (c,), eps=1e-6, atol=1e-4)
+    f = lambda x: -dp.grid_value(-x, "log", gamma=gamma)  # noqa: E731
+    torch.testing.assert_close(f(c), dp.soft_dtw(c, gamma))
+    assert gradgradcheck(f, (c,), eps=1e-6, atol=1e-4)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

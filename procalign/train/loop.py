@@ -115,7 +115,7 @@ def fit(
             loss, logs = loss_fn(model, batch)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
-                    f"non-finite loss {float(loss)} at epoch {epoch + 1}, step {step}; "
+                    f"non-finite loss {float(loss.detach())} at epoch {epoch + 1}, step {step}; "
                     f"the last good checkpoint is in {ckpt.dir}"
                 )
             optimizer.zero_grad(set_to_none=True)

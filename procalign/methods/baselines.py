@@ -1,0 +1,92 @@
+"""Verification distances that serve as baselines next to CPA, over any frame embeddings.
+
+Each is a function ``(F1 (B, N, D), F2 (B, M, D), lengths_1 (B,), lengths_2 (B,)) -> (B,)``
+(lower = more likely the same procedure), so the evaluation harness scores CPA and every baseline
+on exactly the same embeddings and the same SVIP 3-clip protocol:
+
+* :func:`video_l2` - the video-level baseline (first row of CPA's Table 3; the distance of the
+  video and visual-language methods of Table 1): L2 distance between the L2-normalised mean-pooled
+  frame embeddings.
+* :func:`dtw_distance` - DTW over the cosine frame costs, divided by the length of the optimal
+  path (a per-aligned-pair cost).
+* :func:`soft_dtw_distance` - the soft-DTW *divergence* (soft-DTW minus half of each
+  self-alignment, zero for identical sequences) over cosine costs, divided by N + M. The raw
+  soft-DTW value is not a distance (it can be negative and is not zero on identical inputs).
+
+The frame-to-step ablation with uniformly split steps (Table 3, "FSA only") and CPA itself need
+the model's step features; they live in :mod:`procalign.methods.cpa` (``CPAModel.pair_distance``
+with ``step_mining="uniform"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from procalign import dp
+
+__all__ = ["BASELINES", "dtw_distance", "soft_dtw_distance", "video_l2"]
+
+
+def _check(F1: Tensor, F2: Tensor, lengths_1, lengths_2) -> tuple[Tensor, Tensor]:
+    for name, F in (("F1", F1), ("F2", F2)):
+        if not isinstance(F, Tensor) or F.dim() != 3:
+            shape = tuple(F.shape) if isinstance(F, Tensor) else type(F).__name__
+            raise ValueError(f"{name} must be a (B, T, D) tensor, got {shape}")
+    if F1.shape[0] != F2.shape[0] or F1.shape[2] != F2.shape[2]:
+        raise ValueError(f"F1 {tuple(F1.shape)} and F2 {tuple(F2.shape)} must agree on B and D")
+    B = F1.shape[0]
+    l1 = torch.full((B,), F1.shape[1]) if lengths_1 is None else torch.as_tensor(lengths_1).long()
+    l2 = torch.full((B,), F2.shape[1]) if lengths_2 is None else torch.as_tensor(lengths_2).long()
+    return l1.to(F1.device), l2.to(F1.device)
+
+
+def video_l2(F1: Tensor, F2: Tensor, lengths_1=None, lengths_2=None) -> Tensor:
+    """``|| norm(mean F1) - norm(mean F2) ||_2`` over valid frames -> (B,), in [0, 2].
+
+    >>> F = torch.ones(1, 4, 3)
+    >>> video_l2(F, F).tolist()
+    [0.0]
+    """
+    l1, l2 = _check(F1, F2, lengths_1, lengths_2)
+
+    def pooled(F: Tensor, lengths: Tensor) -> Tensor:
+        m = (torch.arange(F.shape[1], device=F.device)[None, :] < lengths[:, None]).to(F.dtype)
+        mean = (F * m[..., None]).sum(1) / lengths[:, None].to(F.dtype)
+        return torch.nn.functional.normalize(mean, dim=-1)
+
+    return (pooled(F1, l1) - pooled(F2, l2)).norm(dim=-1)
+
+
+def dtw_distance(
+    F1: Tensor, F2: Tensor, lengths_1=None, lengths_2=None, cost: str = "cosine"
+) -> Tensor:
+    """DTW cost of the best path over ``cost`` frame costs, per aligned pair -> (B,)."""
+    l1, l2 = _check(F1, F2, lengths_1, lengths_2)
+    costs = dp.pairwise_costs(F1, F2, cost)
+    res = dp.dtw(costs, l1, l2)
+    return res.values / res.path.sum(dim=(1, 2)).to(res.values.dtype)
+
+
+def soft_dtw_distance(
+    F1: Tensor,
+    F2: Tensor,
+    lengths_1=None,
+    lengths_2=None,
+    gamma: float = 0.1,
+    cost: str = "cosine",
+) -> Tensor:
+    """Soft-DTW divergence over ``cost`` frame costs, divided by N + M -> (B,)."""
+    l1, l2 = _check(F1, F2, lengths_1, lengths_2)
+    div = dp.soft_dtw_divergence(F1, F2, gamma, l1, l2, cost=cost)
+    return div / (l1 + l2).to(div.dtype)
+
+
+#: name -> distance function over (F1, F2, lengths_1, lengths_2); extra settings via partial.
+BASELINES: dict[str, Callable[..., Tensor]] = {
+    "video_l2": video_l2,
+    "dtw": dtw_distance,
+    "soft_dtw": soft_dtw_distance,
+}

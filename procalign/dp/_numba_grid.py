@@ -83,20 +83,23 @@ def dtw_forward(C, ln, lm, out, P):  # pragma: no cover - compiled
     """Hard DTW: out (B,) float64 minimal path costs; P (B,N,M) zeroed, receives the 0/1 path.
 
     Ties go to the predecessor with the smallest indices: diagonal, then up (i-1, j), then left.
+    Two row buffers hold the accumulated costs; a byte per cell records the choice.
     """
     for b in nb.prange(C.shape[0]):
         n = ln[b]
         m = lm[b]
-        R = np.empty((n + 1, m + 1))
-        R[0, :] = np.inf
-        R[:, 0] = np.inf
-        R[0, 0] = 0.0
+        prev = np.full(m + 1, np.inf)
+        cur = np.empty(m + 1)
+        prev[0] = 0.0
         choice = np.empty((n, m), dtype=np.int8)
-        for i in range(1, n + 1):
-            for j in range(1, m + 1):
-                a = R[i - 1, j - 1]
-                u = R[i - 1, j]
-                left = R[i, j - 1]
+        for i in range(n):
+            cur[0] = np.inf
+            left = np.inf
+            row = C[b, i]
+            ch = choice[i]
+            for j in range(m):
+                a = prev[j]
+                u = prev[j + 1]
                 if a <= u and a <= left:
                     best = a
                     c = 0
@@ -106,9 +109,12 @@ def dtw_forward(C, ln, lm, out, P):  # pragma: no cover - compiled
                 else:
                     best = left
                     c = 2
-                choice[i - 1, j - 1] = c
-                R[i, j] = C[b, i - 1, j - 1] + best
-        out[b] = R[n, m]
+                ch[j] = c
+                left = row[j] + best
+                cur[j + 1] = left
+            prev, cur = cur, prev
+            prev[0] = np.inf
+        out[b] = prev[m]
         i = n - 1
         j = m - 1
         while True:

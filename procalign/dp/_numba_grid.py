@@ -12,6 +12,7 @@ import numba as nb
 import numpy as np
 
 _JIT = {"cache": True, "nogil": True}
+CUT = 40.0
 
 
 @nb.njit(parallel=True, **_JIT)
@@ -30,33 +31,43 @@ def soft_dtw_forward(C, ln, lm, gamma, out, W):  # pragma: no cover - compiled
                 a = R[i - 1, j - 1]
                 u = R[i - 1, j]
                 left = R[i, j - 1]
-                # One predecessor is the minimum, so its weight exp(0) = 1: two exps per cell.
+                # One predecessor is the minimum, so its weight exp(0) = 1: at most two exps per
+                # cell, and none for a predecessor more than CUT*gamma above the minimum (its
+                # weight < 4e-18 cannot change 1 + e in float64).
                 w = W[b, i - 1, j - 1]
                 if a <= u and a <= left:
                     mn = a
-                    eu = np.exp((a - u) * inv)
-                    el = np.exp((a - left) * inv)
-                    r = 1.0 / (1.0 + eu + el)
-                    w[0] = r
-                    w[1] = eu * r
-                    w[2] = el * r
+                    d1 = (a - u) * inv
+                    d2 = (a - left) * inv
+                    k = 0
                 elif u <= left:
                     mn = u
-                    ea = np.exp((u - a) * inv)
-                    el = np.exp((u - left) * inv)
-                    r = 1.0 / (ea + 1.0 + el)
-                    w[0] = ea * r
-                    w[1] = r
-                    w[2] = el * r
+                    d1 = (u - a) * inv
+                    d2 = (u - left) * inv
+                    k = 1
                 else:
                     mn = left
-                    ea = np.exp((left - a) * inv)
-                    eu = np.exp((left - u) * inv)
-                    r = 1.0 / (ea + eu + 1.0)
-                    w[0] = ea * r
-                    w[1] = eu * r
+                    d1 = (left - a) * inv
+                    d2 = (left - u) * inv
+                    k = 2
+                e1 = np.exp(d1) if d1 > -CUT else 0.0
+                e2 = np.exp(d2) if d2 > -CUT else 0.0
+                tail = e1 + e2
+                r = 1.0 / (1.0 + tail)
+                # weights in (diag, up, left) order: the minimum gets r, the others e * r
+                if k == 0:
+                    w[0] = r
+                    w[1] = e1 * r
+                    w[2] = e2 * r
+                elif k == 1:
+                    w[0] = e1 * r
+                    w[1] = r
+                    w[2] = e2 * r
+                else:
+                    w[0] = e1 * r
+                    w[1] = e2 * r
                     w[2] = r
-                R[i, j] = C[b, i - 1, j - 1] + mn + gamma * np.log(r)
+                R[i, j] = C[b, i - 1, j - 1] + mn - (gamma * np.log1p(tail) if tail > 0.0 else 0.0)
         out[b] = R[n, m]
 
 

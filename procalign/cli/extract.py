@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
+import threading
 
 
 def _encoder_arg(text: str) -> tuple[str, object]:
@@ -93,6 +96,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # SIGTERM (kill, job schedulers) ends the run like Ctrl-C, so the manifest is flushed first.
+    if threading.current_thread() is not threading.main_thread():
+        return _run(args)
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print(
+            f"extract: interrupted; finished videos and the manifest in {args.out_dir} are kept, "
+            "run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     from procalign.data.features import discover_sources, extract_features, parse_shard
     from procalign.data.sampling import SamplingPolicy
     from procalign.data.video import ResizePolicy

@@ -426,49 +426,55 @@ def extract_features(
     )
     dev = torch.device(device)
     encoder = encoder.to(dev).eval()
+    # Record the key before any feature is written, so the .npy files of a killed run are never
+    # taken for features of other settings; flush again on any exit (KeyboardInterrupt too).
+    _write_json_atomic(manifest_path, manifest)
     last_flush = time.monotonic()
     with (
         torch.no_grad(),
         tqdm(total=len(mine), desc="extract", unit="video", disable=not progress) as bar,
     ):
-        for source in mine:
-            target = feature_path(out_dir, source.video_id)
-            if target.is_file() and not overwrite:
-                if source.video_id not in manifest["videos"]:
-                    arr = np.load(target, mmap_mode="r")  # finished before the manifest was saved
-                    manifest["videos"][source.video_id] = {
-                        "file": str(target.relative_to(out_dir)),
-                        "shape": list(arr.shape),
+        try:
+            for source in mine:
+                target = feature_path(out_dir, source.video_id)
+                if target.is_file() and not overwrite:
+                    if source.video_id not in manifest["videos"]:
+                        # finished before the manifest was last saved (run killed)
+                        arr = np.load(target, mmap_mode="r")
+                        manifest["videos"][source.video_id] = {
+                            "file": str(target.relative_to(out_dir)),
+                            "shape": list(arr.shape),
+                            "source": str(source.path),
+                        }
+                    report.skipped.append(source.video_id)
+                    bar.update(1)
+                    continue
+                try:
+                    feats, policy = _encode(source, encoder, sampling, resize, batch_size, dev)
+                except VideoDecodeError as exc:
+                    manifest["failures"][source.video_id] = {
                         "source": str(source.path),
+                        "error": str(exc),
                     }
-                report.skipped.append(source.video_id)
-                bar.update(1)
-                continue
-            try:
-                feats, policy = _encode(source, encoder, sampling, resize, batch_size, dev)
-            except VideoDecodeError as exc:
-                manifest["failures"][source.video_id] = {
+                    report.failed[source.video_id] = str(exc)
+                    bar.set_postfix(failed=len(report.failed))
+                    bar.update(1)
+                    continue
+                feats = np.ascontiguousarray(feats, dtype=np.float32)
+                _save_npy_atomic(target, feats)
+                manifest["videos"][source.video_id] = {
+                    "file": str(target.relative_to(out_dir)),
+                    "shape": list(feats.shape),
                     "source": str(source.path),
-                    "error": str(exc),
+                    "policy": policy,
                 }
-                report.failed[source.video_id] = str(exc)
-                bar.set_postfix(failed=len(report.failed))
+                report.done.append(source.video_id)
                 bar.update(1)
-                continue
-            feats = np.ascontiguousarray(feats, dtype=np.float32)
-            _save_npy_atomic(target, feats)
-            manifest["videos"][source.video_id] = {
-                "file": str(target.relative_to(out_dir)),
-                "shape": list(feats.shape),
-                "source": str(source.path),
-                "policy": policy,
-            }
-            report.done.append(source.video_id)
-            bar.update(1)
-            if time.monotonic() - last_flush > 5.0:
-                _write_json_atomic(manifest_path, manifest)
-                last_flush = time.monotonic()
-    _write_json_atomic(manifest_path, manifest)
+                if time.monotonic() - last_flush > 5.0:
+                    _write_json_atomic(manifest_path, manifest)
+                    last_flush = time.monotonic()
+        finally:
+            _write_json_atomic(manifest_path, manifest)
     return report
 
 

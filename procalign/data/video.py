@@ -234,7 +234,9 @@ def _read_frame_folder(
     if not files:
         raise VideoDecodeError(path, f"frame folder holds no {'/'.join(IMAGE_EXTENSIONS)} images")
     if sampling.mode == "all" and sampling.fps is not None:
-        raise ValueError("sampling mode 'all' with fps is not defined for frame folders (no fps)")
+        raise VideoDecodeError(
+            path, "fps resampling needs a video file; a frame folder has no fps (use --frames)"
+        )
     indices = sampling.indices(len(files), rng)
     cache: dict[int, np.ndarray] = {}
     for i in sorted(set(indices.ravel().tolist())):

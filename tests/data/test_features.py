@@ -171,11 +171,29 @@ def test_interrupted_run_resumes_without_partial_files(video_dir, tmp_path):
         )
     written = sorted(p.name for p in (out / "features").iterdir())
     assert written == ["vid0.npy", "vid1.npy"]  # complete files only, no temporaries
+    kept = read_manifest(out)["videos"]  # flushed on the way out, policies included
+    assert sorted(kept) == ["vid0", "vid1"] and all("policy" in e for e in kept.values())
+    with pytest.raises(ValueError, match="other settings"):  # the key was saved before any .npy
+        extract_features(sources, out, tiny(4), extractor="tiny_cnn", resize=SMALL, progress=False)
     report = extract_features(
         sources, out, tiny(), extractor="tiny_cnn", resize=SMALL, progress=False
     )
     assert sorted(report.skipped) == ["vid0", "vid1"] and len(report.done) == 4
     assert set(read_manifest(out)["videos"]) == {f"vid{i}" for i in range(6)}
+
+
+def test_fps_on_a_frame_folder_is_a_recorded_failure(video_dir, tmp_path):
+    sources = [s for s in discover_sources(video_dir) if s.video_id in ("framesA", "vid1")]
+    report = extract_features(
+        sources,
+        tmp_path / "out",
+        tiny(),
+        extractor="tiny_cnn",
+        sampling=SamplingPolicy("all", fps=5),
+        resize=SMALL,
+        progress=False,
+    )
+    assert report.done == ["vid1"] and "frame folder has no fps" in report.failed["framesA"]
 
 
 def test_other_settings_are_refused_unless_overwrite(video_dir, tmp_path):

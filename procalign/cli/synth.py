@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -77,6 +79,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from procalign.data import synthetic
 
+    out = Path(args.out_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"OUT_DIR {str(out)!r} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        raise ValueError(
+            f"OUT_DIR {str(out)!r} is not empty; delete it or choose a new folder (files of "
+            "another dataset left there would mix with this one)"
+        )
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    if args.max_videos is not None and not args.from_svip:
+        raise ValueError("--max-videos only applies with --from-svip")
+    if args.max_videos is not None and args.max_videos < 1:
+        raise ValueError(f"--max-videos must be >= 1, got {args.max_videos}")
     settings = dict(num_frames=args.frames, dim=args.dim, seed=args.seed)
     show = not args.no_progress
     if args.from_svip:
@@ -103,6 +119,12 @@ def run(args: argparse.Namespace) -> int:
         progress=show,
     )
     n_train = len(ds.split("train"))
+    if n_train == len(ds):
+        print(
+            "synth: warning: no test videos (raise --videos-per-procedure to 3 or more, or use "
+            "--split-by procedure)",
+            file=sys.stderr,
+        )
     print(
         f"wrote {len(ds)} videos ({n_train} train, {len(ds) - n_train} test), "
         f"{len(ds.procedures)} procedures, {len(ds.pairs)} test pairs, D={args.dim} to {root}"

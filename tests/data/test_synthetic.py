@@ -338,3 +338,24 @@ def test_module_docstring_documents_the_layout():
         "meta.json",
     ):
         assert name in synthetic.__doc__
+
+
+def test_synth_cli_bad_arguments_name_the_problem(tmp_path, capsys):
+    small = ["--tasks", "1", "--procedures", "2", "--frames", "12", "--dim", "4", "--no-progress"]
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "keep.txt").write_text("x")
+    for args, message in [
+        ([str(a_file)], "is a file"),
+        ([str(full)], "is not empty"),
+        ([str(tmp_path / "s"), "--seed", "-1"], "--seed must be >= 0"),
+        ([str(tmp_path / "m"), "--max-videos", "3"], "only applies with --from-svip"),
+        ([str(tmp_path / "v"), "--from-svip", str(tmp_path / "nowhere")], "label_bank.json"),
+    ]:
+        assert main(["synth", *args, *small]) == 2
+        assert message in capsys.readouterr().err
+    assert (full / "keep.txt").read_text() == "x" and sorted(full.iterdir()) == [full / "keep.txt"]
+    assert main(["synth", str(tmp_path / "one"), "--videos-per-procedure", "1", *small]) == 0
+    assert "no test videos" in capsys.readouterr().err

@@ -418,6 +418,20 @@ register_subverb(
 )
 
 
+def _args_lrprop(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", required=True, help="run folder of `procalign train lrprop`")
+    p.add_argument("overrides", nargs="*", help="config overrides, e.g. eval.stride=5")
+
+
+def _run_lrprop(args: argparse.Namespace) -> dict[str, Any]:
+    from procalign.methods import load_recipes
+
+    return load_recipes().build("lrprop").evaluate(args.run, tuple(args.overrides), progress=False)
+
+
+register_subverb("lrprop", "a trained LRProp run (one model per class)", _args_lrprop, _run_lrprop)
+
+
 # --------------------------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------------------------

@@ -432,6 +432,22 @@ def _run_lrprop(args: argparse.Namespace) -> dict[str, Any]:
 register_subverb("lrprop", "a trained LRProp run (one model per class)", _args_lrprop, _run_lrprop)
 
 
+def _args_cpa(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", required=True, help="run folder of `procalign train cpa`")
+    p.add_argument("overrides", nargs="*", help="config overrides, e.g. eval.steps_sweep=[4,8]")
+
+
+def _run_cpa(args: argparse.Namespace) -> dict[str, Any]:
+    from procalign.methods import load_recipes
+
+    return load_recipes().build("cpa").evaluate(args.run, tuple(args.overrides), progress=False)
+
+
+register_subverb(
+    "cpa", "a trained CPA run: SVIP 3-clip AUC/EER/WDR and baselines", _args_cpa, _run_cpa
+)
+
+
 # --------------------------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------------------------

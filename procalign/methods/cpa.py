@@ -92,6 +92,8 @@ class DataConfig:
         pairs_per_epoch, batch_size: training pairs drawn per epoch, pairs per step.
         positive_fraction: share of positive pairs (negatives only feed the task loss).
         negatives: ``"same_task"`` / ``"prefer_same_task"`` / ``"any"`` (PairSampler modes).
+        test_pairs: sample this many test pairs (half positive, ``negatives`` mode) instead of
+            the dataset's own list (official SVIP pairs, ``pairs.csv``, the synthetic list).
         threshold_pairs: training pairs used to choose the verify threshold (EER point).
         video_encoder, video_encoder_args: frame encoder (registry) that turns videos into
             features for ``folder`` datasets without features and for ``procalign verify`` on
@@ -115,6 +117,7 @@ class DataConfig:
     batch_size: int = 16
     positive_fraction: float = 0.5
     negatives: str = "prefer_same_task"
+    test_pairs: int | None = None
     threshold_pairs: int = 400
     video_encoder: str = "tiny_cnn"
     video_encoder_args: dict[str, Any] = field(default_factory=dict)
@@ -130,7 +133,14 @@ class ModelConfig:
         task: ``"verification"`` (cross-entropy over training procedures) or ``"quality"``
             (exemplar-based score regression).
         encoder, encoder_args: frame encoder from the registry (``identity`` over features).
-        temporal, temporal_args: temporal module from the registry and its settings.
+        temporal, temporal_args: temporal module from the registry and its settings. Default:
+            a 2-layer transformer *without* position encodings (``positions: false``), so frame
+            embeddings carry context but not absolute time. A module that can tell the frame
+            index (the transformer with its sinusoidal positions; a dilated ``conv`` whose
+            receptive field spans the clip sees the zero padding) solves the positives-only
+            L_step and L_align trivially: every pair then aligns along the diagonal and
+            verification falls towards chance (measured on CSV-scripted data: AUC 0.52 with
+            positions, 0.87 without; synthetic: conv 0.62, no-position transformer 0.90).
         steps: K, steps mined per pair (paper: 13 on CSV, 6 on FineDiving); K <= T.
         relational: ``"row"`` (softmax over video 2's frames, the public code) or
             ``"symmetric"`` (mean of row and column softmax: swapping videos transposes it).
@@ -152,7 +162,13 @@ class ModelConfig:
     encoder_args: dict[str, Any] = field(default_factory=dict)
     temporal: str = "transformer"
     temporal_args: dict[str, Any] = field(
-        default_factory=lambda: {"dim": 128, "layers": 2, "heads": 4, "dropout": 0.1}
+        default_factory=lambda: {
+            "dim": 128,
+            "layers": 2,
+            "heads": 4,
+            "dropout": 0.1,
+            "positions": False,
+        }
     )
     steps: int = 6
     relational: str = "row"
@@ -1088,15 +1104,16 @@ def train(
 def clip_features(
     features: np.ndarray, T: int, offsets: Sequence[float], boundaries: str = "even"
 ) -> np.ndarray:
-    """SVIP clips of one video: (L, D) -> (C, T, D), clip c taking offset ``offsets[c]`` inside
-    each of T equal segments (frames repeat when L < T)."""
+    """SVIP clips of one video: (L, D) features (or (L, ...) frames) -> (C, T, D) (or (C, T, ...)),
+    clip c taking offset ``offsets[c]`` inside each of T equal segments (frames repeat when
+    L < T)."""
     from procalign.data.sampling import clip_indices
 
-    features = np.asarray(features)
-    if features.ndim != 2:
-        raise ValueError(f"features must be (L, D), got shape {features.shape}")
+    if features.ndim < 2 or len(features) < 1:
+        raise ValueError(f"features must be (L, D) with L >= 1, got shape {features.shape}")
     idx = clip_indices(len(features), T, list(offsets), boundaries=boundaries)
-    return np.asarray(features[idx], dtype=np.float32)
+    out = np.asarray(features[idx])
+    return out.astype(np.float32) if out.dtype != np.uint8 else out
 
 
 @torch.no_grad()
@@ -1180,7 +1197,9 @@ def verification_rows(
 
 
 def _pairs_for_split(vs: VideoSet, cfg: CPAConfig, split: str, num: int | None, seed: int):
-    if split == cfg.data.test_split and vs.pairs:
+    if split == cfg.data.test_split and cfg.data.test_pairs:
+        num = cfg.data.test_pairs
+    if split == cfg.data.test_split and vs.pairs and not cfg.data.test_pairs:
         pairs = list(vs.pairs)
     else:
         from procalign.data.pairs import PairSampler
@@ -1217,7 +1236,7 @@ def evaluate_model(
     e = cfg.eval
     split = split or e.split
     distances = list(distances if distances is not None else e.distances)
-    pairs = _pairs_for_split(vs, cfg, split, e.max_pairs, cfg.train.seed + 7)
+    pairs = _pairs_for_split(vs, cfg, split, e.max_pairs, 7)
     ids = sorted({p.video_id_1 for p in pairs} | {p.video_id_2 for p in pairs})
     index = {v: i for i, v in enumerate(ids)}
     raw = any(d.startswith("raw_") for d in distances)
@@ -1413,6 +1432,111 @@ def evaluate_quality(
 def _first_at_least(group: np.ndarray, g: int) -> int:
     hits = np.flatnonzero(group >= g)
     return int(hits[0]) if hits.size else len(group)
+
+
+@torch.no_grad()
+def verify_pair(
+    model: CPAModel,
+    cfg: CPAConfig,
+    a: np.ndarray,
+    b: np.ndarray,
+    threshold: float | None = None,
+    K: int | None = None,
+) -> dict[str, Any]:
+    """Verify two videos with a trained model (SVIP 3-clip protocol).
+
+    Args:
+        a, b: (L, D_in) features, or (L, H, W, 3) uint8 frames for a model with a frames encoder.
+        threshold: "same procedure" when the distance is <= threshold (None: no decision).
+        K: steps to mine (default: the model's).
+
+    Returns:
+        ``distance`` (mean over clips), ``clip_distances``, ``same`` (bool or None), and for the
+        centre clip the mined ``steps``: per step the frames of each video (sampled positions and
+        source frame numbers), ``cosine`` of the two videos' mean step embeddings, ``block_mean``
+        of the relational matrix inside the block and ``cost``: the posterior-weighted
+        ``-log W`` of the frames aligned to that step (both directions averaged), the step's
+        share of the distance. ``most_disagreeing`` lists step numbers by decreasing cost.
+    """
+    d = cfg.data
+    K = model.steps if K is None else int(K)
+    T = d.num_frames
+    if K > T:
+        raise ValueError(f"K={K} steps cannot be mined from T={T} sampled frames (need K <= T)")
+    frames = getattr(model.encoder, "input_kind", "features") == "frames"
+    for name, x in (("a", a), ("b", b)):
+        want = 4 if frames else 2
+        if x.ndim != want or (not frames and x.shape[1] != model.in_dim):
+            shape = "(L, H, W, 3) frames" if frames else f"(L, D={model.in_dim}) features"
+            raise ValueError(f"input {name} must be {shape}, got shape {tuple(x.shape)}")
+    ca = clip_features(a, T, d.clip_offsets, d.boundaries)
+    cb = clip_features(b, T, d.clip_offsets, d.boundaries)
+    xa, xb = torch.from_numpy(ca), torch.from_numpy(cb)
+    if frames:
+        xa, xb = xa.permute(0, 1, 4, 2, 3), xb.permute(0, 1, 4, 2, 3)
+    model.eval()
+    Fa, Fb = model.embed(xa), model.embed(xb)
+    out = model.pair(Fa, Fb, K=K)
+    clip_d = out["distance"].double().numpy()
+    dist = float(clip_d.mean())
+    c = int(np.argmin(np.abs(np.asarray(d.clip_offsets) - 0.5)))
+    ba, bb = out["bounds_1"][c].tolist(), out["bounds_2"][c].tolist()
+    ia = _clip_source_index(len(a), T, d.clip_offsets[c], d.boundaries)
+    ib = _clip_source_index(len(b), T, d.clip_offsets[c], d.boundaries)
+    bounds_a, bounds_b = out["bounds_1"][c : c + 1], out["bounds_2"][c : c + 1]
+    ma = L.gather_step_features(Fa[c : c + 1], bounds_a, "mean")[0]
+    mb = L.gather_step_features(Fb[c : c + 1], bounds_b, "mean")[0]
+    cos = torch.nn.functional.cosine_similarity(ma, mb, dim=-1)
+    sim = out["sim"][c]
+    cost = 0.5 * (
+        _step_costs(Fa[c : c + 1], out["S2"][c : c + 1])
+        + _step_costs(Fb[c : c + 1], out["S1"][c : c + 1])
+    )
+    steps = []
+    for k in range(K):
+        steps.append(
+            {
+                "step": k + 1,
+                "frames_a": [ba[k], ba[k + 1] - 1],
+                "frames_b": [bb[k], bb[k + 1] - 1],
+                "source_frames_a": [int(ia[ba[k]]), int(ia[ba[k + 1] - 1])],
+                "source_frames_b": [int(ib[bb[k]]), int(ib[bb[k + 1] - 1])],
+                "cosine": float(cos[k]),
+                "block_mean": float(sim[ba[k] : ba[k + 1], bb[k] : bb[k + 1]].mean()),
+                "cost": float(cost[k]),
+            }
+        )
+    order = sorted(steps, key=lambda s: -s["cost"])
+    return {
+        "distance": dist,
+        "clip_distances": clip_d.tolist(),
+        "threshold": threshold,
+        "same": None if threshold is None else bool(dist <= threshold),
+        "K": K,
+        "T": T,
+        "clip_offsets": list(d.clip_offsets),
+        "steps": steps,
+        "most_disagreeing": [s["step"] for s in order],
+        "sim": sim.numpy(),
+        "bounds_a": np.asarray(ba),
+        "bounds_b": np.asarray(bb),
+    }
+
+
+def _clip_source_index(length: int, T: int, offset: float, boundaries: str) -> np.ndarray:
+    from procalign.data.sampling import segment_indices
+
+    return segment_indices(length, T, offset, boundaries=boundaries)
+
+
+def _step_costs(F: Tensor, S: Tensor) -> Tensor:
+    """Per step (K,): posterior-weighted mean of -log W over the frames aligned to it."""
+    from procalign import dp
+
+    logp = L.frame_to_step_log_probs(F, S)
+    marg = dp.step_marginals(logp)[0]
+    mass = marg.sum(0).clamp_min(1e-12)
+    return (-(marg * logp[0]).sum(0) / mass).double()
 
 
 # =============================================================================================

@@ -77,13 +77,17 @@ def _pair(z_a: object, z_b: object) -> tuple[Tensor, Tensor]:
             f"{tuple(b.shape)}"
         )
     if a.dtype != b.dtype or a.device != b.device:
-        raise ValueError(f"z_a and z_b differ in dtype/device: {a.dtype}/{a.device} vs {b.dtype}/{b.device}")
+        raise ValueError(
+            f"z_a and z_b differ in dtype/device: {a.dtype}/{a.device} vs {b.dtype}/{b.device}"
+        )
     return a, b
 
 
 def _indices(idx: object, name: str, B: int, T: int, like: Tensor) -> Tensor:
     if not isinstance(idx, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape ({B}, {T}), got {type(idx).__name__}")
+        raise TypeError(
+            f"{name} must be a torch.Tensor of shape ({B}, {T}), got {type(idx).__name__}"
+        )
     if tuple(idx.shape) != (B, T):
         raise ValueError(f"{name} must have shape (B, T) = ({B}, {T}), got {tuple(idx.shape)}")
     return idx.to(device=like.device, dtype=like.dtype)
@@ -141,8 +145,14 @@ def index_log_prior(
     """
     s2 = _positive(sigma2, "sigma2")
     if not isinstance(query_idx, Tensor) or query_idx.dim() != 2:
-        raise ValueError(f"query_idx must be a (B, M) tensor, got {getattr(query_idx, 'shape', query_idx)}")
-    if not isinstance(key_idx, Tensor) or key_idx.dim() != 2 or key_idx.shape[0] != query_idx.shape[0]:
+        raise ValueError(
+            f"query_idx must be a (B, M) tensor, got {getattr(query_idx, 'shape', query_idx)}"
+        )
+    if (
+        not isinstance(key_idx, Tensor)
+        or key_idx.dim() != 2
+        or key_idx.shape[0] != query_idx.shape[0]
+    ):
         raise ValueError(
             f"key_idx must be a (B, N) tensor with the B of query_idx {tuple(query_idx.shape)}, "
             f"got {getattr(key_idx, 'shape', key_idx)}"
@@ -198,7 +208,9 @@ def prior_kl(
         )
     B, M, _ = log_p.shape
     p = log_p.exp()
-    term = torch.where(p > 0, p * (log_p - log_q), torch.zeros((), dtype=log_q.dtype, device=log_q.device))
+    term = torch.where(
+        p > 0, p * (log_p - log_q), torch.zeros((), dtype=log_q.dtype, device=log_q.device)
+    )
     per_row = term.sum(-1)  # (B, M)
     lb = _lengths(lengths_b, "lengths_b", B, M, log_p.device)
     rows = _valid(lb, M).to(per_row.dtype)
@@ -297,7 +309,9 @@ def propagation_log_prior(
         lengths_a: (B,) real frames of A.
     """
     if not isinstance(matches, Tensor) or matches.dim() != 2 or matches.dtype != torch.long:
-        raise ValueError(f"matches must be a (B, N) int64 tensor, got {getattr(matches, 'shape', matches)}")
+        raise ValueError(
+            f"matches must be a (B, N) int64 tensor, got {getattr(matches, 'shape', matches)}"
+        )
     if not isinstance(idx_b, Tensor) or idx_b.dim() != 2 or idx_b.shape[0] != matches.shape[0]:
         raise ValueError(
             f"idx_b must be (B, M) with the B of matches {tuple(matches.shape)}, "
@@ -305,7 +319,9 @@ def propagation_log_prior(
         )
     M = idx_b.shape[1]
     if matches.numel() and (int(matches.min()) < 0 or int(matches.max()) >= M):
-        raise ValueError(f"matches must index the M={M} frames of B, got range [{int(matches.min())}, {int(matches.max())}]")
+        raise ValueError(
+            f"matches must index the M={M} frames of B, got range [{int(matches.min())}, {int(matches.max())}]"
+        )
     propagated = torch.gather(idx_b, 1, matches.to(idx_b.device))  # (B, N): s^B_match(i)
     return index_log_prior(idx_b, propagated, sigma2, lengths_a)
 
@@ -334,8 +350,7 @@ def propagation_loss(
             carries no gradient.
     """
     a, b = _pair(z_a, z_b)
-    B, N, _ = a.shape
-    M = b.shape[1]
+    B, M = b.shape[:2]
     ib = _indices(idx_b, "idx_b", B, M, b)
     if matches is None:
         matches = dtw_matches(a, b, lengths_a, lengths_b, cost)
@@ -380,7 +395,9 @@ def contrastive_idm(
     if nf.numel() == 1:
         nf = nf.expand(B)
     if nf.shape != (B,) or bool((nf <= 0).any()):
-        raise ValueError(f"num_frames must be a positive number or (B,) = ({B},), got {tuple(nf.shape)}")
+        raise ValueError(
+            f"num_frames must be a positive number or (B,) = ({B},), got {tuple(nf.shape)}"
+        )
     w = float(window)
     if w < 0:
         raise ValueError(f"window must be >= 0, got {window!r}")
@@ -539,7 +556,9 @@ class LRPropLoss(nn.Module):
         V, T, _ = z.shape
         idx = _indices(idx, "idx", V, T, z)
         if not isinstance(video, Tensor) or tuple(video.shape) != (V,):
-            raise ValueError(f"video must be a (V,) = ({V},) tensor of video ids, got {getattr(video, 'shape', video)}")
+            raise ValueError(
+                f"video must be a (V,) = ({V},) tensor of video ids, got {getattr(video, 'shape', video)}"
+            )
         lengths = _lengths(lengths, "lengths", V, T, z.device)
         same, cross = self.pairs(video)
         if self.use_same and not same:
@@ -550,7 +569,9 @@ class LRPropLoss(nn.Module):
         logs: dict[str, float] = {}
         if self.use_same:
             a, b = map(list, zip(*same))
-            ls = same_video_loss(z[a], idx[a], z[b], idx[b], self.sigma2, self.tau, lengths[a], lengths[b]).mean()
+            ls = same_video_loss(
+                z[a], idx[a], z[b], idx[b], self.sigma2, self.tau, lengths[a], lengths[b]
+            ).mean()
             total = total + ls
             logs["same"] = float(ls.detach())
         if self.use_prop:
@@ -564,14 +585,26 @@ class LRPropLoss(nn.Module):
             unordered = [(x, y) for x, y in cross if x < y]
             a, b = map(list, zip(*unordered))
             if self.sdtw_variant == "idm" and num_frames is None:
-                raise ValueError("sdtw_variant='idm' needs num_frames (V,): frames of each source video")
+                raise ValueError(
+                    "sdtw_variant='idm' needs num_frames (V,): frames of each source video"
+                )
             nf = num_frames if num_frames is not None else None
             lsd = sdtw_loss(
-                z[a], z[b], self.sdtw_gamma, lengths[a], lengths[b], self.sdtw_cost,
-                self.sdtw_variant, self.sdtw_normalize,
-                idx_a=idx[a], idx_b=idx[b],
-                num_frames_a=None if nf is None else nf[a], num_frames_b=None if nf is None else nf[b],
-                idm_weight=self.idm_weight, idm_window=self.idm_window, idm_margin=self.idm_margin,
+                z[a],
+                z[b],
+                self.sdtw_gamma,
+                lengths[a],
+                lengths[b],
+                self.sdtw_cost,
+                self.sdtw_variant,
+                self.sdtw_normalize,
+                idx_a=idx[a],
+                idx_b=idx[b],
+                num_frames_a=None if nf is None else nf[a],
+                num_frames_b=None if nf is None else nf[b],
+                idm_weight=self.idm_weight,
+                idm_window=self.idm_window,
+                idm_margin=self.idm_margin,
             ).mean()
             total = total + self.lambda2 * lsd
             logs["sdtw"] = float(lsd.detach())

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import torch
@@ -298,7 +298,9 @@ def validate_config(cfg: LRPropConfig) -> None:
 
     def positive(value: float, key: str, allow_zero: bool = False) -> None:
         if not (value >= 0 if allow_zero else value > 0):
-            raise ValueError(f"config key {key!r} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+            raise ValueError(
+                f"config key {key!r} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}"
+            )
 
     d, v, m, lo, o, e = cfg.data, cfg.views, cfg.model, cfg.loss, cfg.optim, cfg.eval
     choice(d.dataset, "data.dataset", DATASETS)
@@ -317,12 +319,16 @@ def validate_config(cfg: LRPropConfig) -> None:
     for key in ("scale", "rotation", "shift", "jitter", "noise"):
         positive(getattr(v, key), f"views.{key}", allow_zero=True)
     if not 0 <= v.dropout < 1 or v.scale >= 1:
-        raise ValueError(f"config keys 'views.dropout' and 'views.scale' must lie in [0, 1), got {v.dropout}, {v.scale}")
+        raise ValueError(
+            f"config keys 'views.dropout' and 'views.scale' must lie in [0, 1), got {v.dropout}, {v.scale}"
+        )
     for key in ("dim", "layers"):
         if getattr(m, key) < 1:
             raise ValueError(f"config key 'model.{key}' must be >= 1, got {getattr(m, key)}")
     if m.temporal == "transformer" and (m.heads < 1 or m.dim % m.heads):
-        raise ValueError(f"config key 'model.dim' ({m.dim}) must be divisible by 'model.heads' ({m.heads})")
+        raise ValueError(
+            f"config key 'model.dim' ({m.dim}) must be divisible by 'model.heads' ({m.heads})"
+        )
     positive(lo.sigma2, "loss.sigma2")
     positive(lo.tau, "loss.tau")
     positive(lo.lambda1, "loss.lambda1", allow_zero=True)
@@ -332,7 +338,9 @@ def validate_config(cfg: LRPropConfig) -> None:
     choice(lo.prop_cost, "loss.prop_cost", ("sqeuclidean", "euclidean", "cosine"))
     choice(lo.sdtw_cost, "loss.sdtw_cost", ("sqeuclidean", "euclidean", "cosine"))
     if not (lo.use_same or lo.use_prop or lo.use_sdtw):
-        raise ValueError("config keys 'loss.use_same', 'loss.use_prop', 'loss.use_sdtw' are all false")
+        raise ValueError(
+            "config keys 'loss.use_same', 'loss.use_prop', 'loss.use_sdtw' are all false"
+        )
     positive(o.lr, "optim.lr")
     positive(o.weight_decay, "optim.weight_decay", allow_zero=True)
     if o.epochs < 1:
@@ -355,17 +363,23 @@ def validate_config(cfg: LRPropConfig) -> None:
             raise ValueError(f"config key 'eval.{key}' must be None or >= 1, got {getattr(e, key)}")
     for label, over in cfg.per_class.items():
         if not isinstance(over, dict):
-            raise ValueError(f"config key 'per_class.{label}' must be a mapping, got {over!r}")
+            raise ValueError(f"config key 'per_class.{label}' must be a mapping, got {over!r}")  # noqa: TRY004 - config errors are ValueErrors
         unknown = sorted(set(over) - set(_PER_CLASS_KEYS))
         if unknown:
             raise ValueError(
                 f"unknown config key(s) {', '.join(f'per_class.{label}.{u}' for u in unknown)}; "
                 f"known: {', '.join(_PER_CLASS_KEYS)}"
             )
-        if "num_frames" in over and (not isinstance(over["num_frames"], int) or over["num_frames"] < 2):
+        if "num_frames" in over and (
+            not isinstance(over["num_frames"], int) or over["num_frames"] < 2
+        ):
             raise ValueError(f"config key 'per_class.{label}.num_frames' must be an int >= 2")
         for key in ("lambda1", "lambda2"):
-            if key in over and (isinstance(over[key], bool) or not isinstance(over[key], (int, float)) or over[key] < 0):
+            if key in over and (
+                isinstance(over[key], bool)
+                or not isinstance(over[key], (int, float))
+                or over[key] < 0
+            ):
                 raise ValueError(f"config key 'per_class.{label}.{key}' must be a number >= 0")
 
 
@@ -504,7 +518,9 @@ def _labels_to_ints(labels: list[np.ndarray]) -> tuple[list[np.ndarray], bool]:
         return [np.asarray(x, dtype=np.int64) for x in labels], True
     vocab = sorted({str(v) for x in labels for v in np.asarray(x).tolist()})
     index = {v: i for i, v in enumerate(vocab)}
-    return [np.array([index[str(v)] for v in np.asarray(x).tolist()], dtype=np.int64) for x in labels], False
+    return [
+        np.array([index[str(v)] for v in np.asarray(x).tolist()], dtype=np.int64) for x in labels
+    ], False
 
 
 def _limit(clips: list[Clip], cap: int | None) -> list[Clip]:
@@ -548,14 +564,24 @@ def load_clips(
         ds = make_dataset(progress=progress, **(synthetic or {}))
         for v in ds.videos:
             r = v.record
-            clips.append(Clip(r.video_id, str(r.label), r.split, v.features.astype(np.float32), event_phases(v.phases)))
+            clips.append(
+                Clip(
+                    r.video_id,
+                    str(r.label),
+                    r.split,
+                    v.features.astype(np.float32),
+                    event_phases(v.phases),
+                )
+            )
             num_phases[str(r.label)] = len(r.steps or ()) + 1
         default_actions: Sequence[str] = ()
     elif dataset == "pennaction":
         from procalign.data import load
 
         if input not in ("auto", "joints"):
-            raise ValueError(f"Penn Action provides joints only here (no frames); got input={input!r}")
+            raise ValueError(
+                f"Penn Action provides joints only here (no frames); got input={input!r}"
+            )
         kind = "joints"
         ds = load("pennaction", _pennaction_root(root))
         for r in ds:
@@ -575,12 +601,22 @@ def load_clips(
     classes = list(actions) or [a for a in default_actions if a in labels_present] or labels_present
     unknown = [a for a in classes if a not in labels_present]
     if unknown:
-        raise ValueError(f"data.actions {unknown} are not labels of the {dataset} data; known: {labels_present}")
+        raise ValueError(
+            f"data.actions {unknown} are not labels of the {dataset} data; known: {labels_present}"
+        )
     # cap per label and split, keeping id order
     capped: list[Clip] = []
     for label in labels_present:
         for split, cap in (("train", max_train_videos), ("test", max_test_videos)):
-            capped.extend(_limit(sorted((c for c in clips if c.label == label and c.split == split), key=lambda c: c.video_id), cap))
+            capped.extend(
+                _limit(
+                    sorted(
+                        (c for c in clips if c.label == label and c.split == split),
+                        key=lambda c: c.video_id,
+                    ),
+                    cap,
+                )
+            )
     clips = capped
     for a in classes:
         n_train = sum(c.label == a and c.split == "train" for c in clips)
@@ -593,7 +629,9 @@ def load_clips(
     dims = {c.x.shape[1] for c in clips}
     if len(dims) != 1:
         raise ValueError(f"videos disagree on the input size D: {sorted(dims)}")
-    return ClipSet(clips, kind, num_joints, classes, {k: v for k, v in num_phases.items() if k in classes})
+    return ClipSet(
+        clips, kind, num_joints, classes, {k: v for k, v in num_phases.items() if k in classes}
+    )
 
 
 def _folder_clips(
@@ -614,31 +652,43 @@ def _folder_clips(
     has_npy = all(r.path is not None and r.path.suffix == ".npy" for r in ds)
     use_encoder = input == "encoder" or (input == "auto" and not has_npy)
     if input == "joints":
-        raise ValueError("a folder dataset provides features or frames, not joints; use data.input=features|encoder")
+        raise ValueError(
+            "a folder dataset provides features or frames, not joints; use data.input=features|encoder"
+        )
     if input == "features" and not has_npy:
         missing = [r.video_id for r in ds if r.path is None or r.path.suffix != ".npy"][:5]
-        raise ValueError(f"data.input=features but videos {missing} have no features/<id>.npy in {root}")
+        raise ValueError(
+            f"data.input=features but videos {missing} have no features/<id>.npy in {root}"
+        )
     features: dict[str, np.ndarray] = {}
     if use_encoder:
         from procalign.data.features import discover_sources, extract_features, load_features
         from procalign.models.encoders import build_encoder
 
         if cache_dir is None:
-            raise ValueError("extracting features with an encoder needs a cache folder (the run folder)")
+            raise ValueError(
+                "extracting features with an encoder needs a cache folder (the run folder)"
+            )
         sources = [s for s in discover_sources(root) if s.kind in ("video", "frames")]
         if not sources:
             raise ValueError(f"data.input=encoder but {root} has no videos/ or frames/ to encode")
         enc = build_encoder(encoder, **encoder_args).eval()
         report = extract_features(sources, cache_dir, enc, extractor=encoder, progress=progress)
         if report.failed:
-            raise ValueError(f"{len(report.failed)} videos could not be decoded: {sorted(report.failed)[:5]}")
+            raise ValueError(
+                f"{len(report.failed)} videos could not be decoded: {sorted(report.failed)[:5]}"
+            )
         for s in sources:
-            features[s.video_id] = np.asarray(load_features(Path(cache_dir) / "features" / f"{s.video_id}.npy", mmap=False))
+            features[s.video_id] = np.asarray(
+                load_features(Path(cache_dir) / "features" / f"{s.video_id}.npy", mmap=False)
+            )
     clips: list[Clip] = []
     by_label: dict[str, list[int]] = {}
     for r in ds:
         if r.label is None:
-            raise ValueError(f"{root}/index.csv: video {r.video_id!r} has no label (one model per label)")
+            raise ValueError(
+                f"{root}/index.csv: video {r.video_id!r} has no label (one model per label)"
+            )
         x = features[r.video_id] if use_encoder else np.load(r.path)
         if x.ndim != 2:
             raise ValueError(f"features of {r.video_id!r} must be (T, D), got {x.shape}")
@@ -650,7 +700,9 @@ def _folder_clips(
                 )
             labels = np.asarray(r.frame_labels)
         by_label.setdefault(str(r.label), []).append(len(clips))
-        clips.append(Clip(r.video_id, str(r.label), r.split, np.asarray(x, dtype=np.float32), labels))
+        clips.append(
+            Clip(r.video_id, str(r.label), r.split, np.asarray(x, dtype=np.float32), labels)
+        )
     num_phases: dict[str, int] = {}
     for label, members in by_label.items():
         with_labels = [i for i in members if clips[i].phases is not None]
@@ -669,7 +721,9 @@ def _folder_clips(
 # =============================================================================================
 
 
-def sample_view(num_source_frames: int, num_frames: int, crop_min: float, rng: np.random.Generator) -> np.ndarray:
+def sample_view(
+    num_source_frames: int, num_frames: int, crop_min: float, rng: np.random.Generator
+) -> np.ndarray:
     """Original frame indices (T,) int64 of one random temporal crop, sorted.
 
     The crop spans ``L = round(u F)`` frames, ``u ~ U(crop_min, 1)``, at a random start; T frames
@@ -682,7 +736,7 @@ def sample_view(num_source_frames: int, num_frames: int, crop_min: float, rng: n
     F, T = int(num_source_frames), int(num_frames)
     if F < 1 or T < 1:
         raise ValueError(f"num_source_frames and num_frames must be >= 1, got {F}, {T}")
-    length = max(1, min(F, int(round(rng.uniform(crop_min, 1.0) * F))))
+    length = max(1, min(F, round(rng.uniform(crop_min, 1.0) * F)))
     start = int(rng.integers(0, F - length + 1))
     pos = start + (np.arange(T) + rng.uniform(0.0, 1.0, T)) * (length / T)
     return np.clip(np.floor(pos).astype(np.int64), start, start + length - 1)
@@ -916,9 +970,21 @@ def build_model(cfg: LRPropConfig, in_dim: int, seed: int) -> LRPropModel:
 def build_loss(cfg: LRPropConfig, lambda1: float, lambda2: float) -> LRPropLoss:
     lo = cfg.loss
     return LRPropLoss(
-        lo.sigma2, lo.tau, lambda1, lambda2, lo.use_same, lo.use_prop, lo.use_sdtw, lo.prop_cost,
-        lo.sdtw_variant, lo.sdtw_gamma, lo.sdtw_cost, lo.sdtw_normalize, lo.idm_weight,
-        lo.idm_window, lo.idm_margin,
+        lo.sigma2,
+        lo.tau,
+        lambda1,
+        lambda2,
+        lo.use_same,
+        lo.use_prop,
+        lo.use_sdtw,
+        lo.prop_cost,
+        lo.sdtw_variant,
+        lo.sdtw_gamma,
+        lo.sdtw_cost,
+        lo.sdtw_normalize,
+        lo.idm_weight,
+        lo.idm_window,
+        lo.idm_margin,
     )
 
 
@@ -950,25 +1016,55 @@ def train_class(
 
     def augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return augment_view(
-            x, rng, data.kind, num_joints=data.num_joints, mean=mean, std=std, scale=v.scale,
-            rotation=v.rotation, shift=v.shift, jitter=v.jitter, noise=v.noise, dropout=v.dropout,
+            x,
+            rng,
+            data.kind,
+            num_joints=data.num_joints,
+            mean=mean,
+            std=std,
+            scale=v.scale,
+            rotation=v.rotation,
+            shift=v.shift,
+            jitter=v.jitter,
+            noise=v.noise,
+            dropout=v.dropout,
         )
 
     def batches(epoch: int):
         return make_batches(
-            train, epoch, seed=seed, num_frames=T, batch_videos=cfg.optim.batch_videos,
-            crop_min=v.crop_min, kind=data.kind, augment=augment if v.augment else None,
+            train,
+            epoch,
+            seed=seed,
+            num_frames=T,
+            batch_videos=cfg.optim.batch_videos,
+            crop_min=v.crop_min,
+            kind=data.kind,
+            augment=augment if v.augment else None,
         )
 
     def loss_fn(m: nn.Module, batch: dict[str, Tensor]):
         z = m(batch["x"].to(device))
-        return loss_mod(z, batch["idx"].to(device), batch["video"].to(device), num_frames=batch["num_frames"].to(device))
+        return loss_mod(
+            z,
+            batch["idx"].to(device),
+            batch["video"].to(device),
+            num_frames=batch["num_frames"].to(device),
+        )
 
     opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     sched = cosine_warmup(opt, cfg.optim.epochs, cfg.optim.warmup)
     result = fit(
-        model, loss_fn, batches, opt, cfg.optim.epochs, run_dir, scheduler=sched, resume=resume,
-        seed=seed, grad_clip=cfg.optim.grad_clip, progress=progress,
+        model,
+        loss_fn,
+        batches,
+        opt,
+        cfg.optim.epochs,
+        run_dir,
+        scheduler=sched,
+        resume=resume,
+        seed=seed,
+        grad_clip=cfg.optim.grad_clip,
+        progress=progress,
         metadata={"method": "lrprop", "label": label, "in_dim": str(data.in_dim)},
         stop_after_epoch=stop_after_epoch,
     )
@@ -981,7 +1077,9 @@ def train_class(
         "lambda2": lambda2,
         "epochs_done": len(result.history),
         "resumed_from_epoch": result.resumed_from_epoch,
-        "seconds_per_epoch": float(np.mean(result.seconds_per_epoch)) if result.seconds_per_epoch else None,
+        "seconds_per_epoch": float(np.mean(result.seconds_per_epoch))
+        if result.seconds_per_epoch
+        else None,
         "final_loss": last.get("loss"),
         "final_terms": {k: last[k] for k in ("same", "prop", "sdtw") if k in last},
     }
@@ -1087,22 +1185,34 @@ def evaluate_embedders(
         if len(te) >= 2:
             ordered = _pairs(len(te), True, max_pairs)
             for variant in ("tcc", "tau_a"):
-                taus = [E.kendalls_tau(te[a], te[b], stride, variant=variant, distance=distance) for a, b in ordered]
+                taus = [
+                    E.kendalls_tau(te[a], te[b], stride, variant=variant, distance=distance)
+                    for a, b in ordered
+                ]
                 res[f"kendalls_tau[{variant}]"] = float(np.mean(taus))
             res["cycle_consistency"] = float(
-                np.mean([E.cycle_consistency(te[a], te[b], stride=stride, distance=distance) for a, b in ordered])
+                np.mean(
+                    [
+                        E.cycle_consistency(te[a], te[b], stride=stride, distance=distance)
+                        for a, b in ordered
+                    ]
+                )
             )
         labels = [c.phases for c in test]
         if all(x is not None for x in labels) and len(te) >= 2:
             for k in ks:
                 try:
-                    res[f"ap@{k}"] = E.average_precision_at_k(te, labels, k, variant="carl", stride=stride, distance=distance)
+                    res[f"ap@{k}"] = E.average_precision_at_k(
+                        te, labels, k, variant="carl", stride=stride, distance=distance
+                    )
                 except ValueError:
                     pass  # fewer candidate frames than K: AP@K undefined, not reported
             res["dtw_alignment_accuracy"] = float(
                 np.mean(
                     [
-                        E.dtw_alignment_accuracy(te[a], te[b], labels[a], labels[b], distance=distance)
+                        E.dtw_alignment_accuracy(
+                            te[a], te[b], labels[a], labels[b], distance=distance
+                        )
                         for a, b in _pairs(len(te), False, max_pairs)
                     ]
                 )
@@ -1113,7 +1223,9 @@ def evaluate_embedders(
                 tr_l = [c.phases for c in train]
                 for clf in classifiers:
                     try:
-                        accs = E.phase_classification(tr, tr_l, te, labels, fractions=fractions, classifier=clf)
+                        accs = E.phase_classification(
+                            tr, tr_l, te, labels, fractions=fractions, classifier=clf
+                        )
                     except ValueError:
                         continue  # a label fraction with a single phase
                     for frac, acc in accs.items():
@@ -1121,7 +1233,10 @@ def evaluate_embedders(
                 n_ph = data.num_phases.get(label)
                 if n_ph is not None and n_ph >= 2:
                     res["phase_progression"] = E.phase_progression(
-                        tr, [E.progress_targets(x, n_ph) for x in tr_l], te, [E.progress_targets(x, n_ph) for x in labels]
+                        tr,
+                        [E.progress_targets(x, n_ph) for x in tr_l],
+                        te,
+                        [E.progress_targets(x, n_ph) for x in labels],
                     )
         # video level: the class's embedder on the query videos and the whole candidate pool
         queries = test[:max_queries]
@@ -1161,14 +1276,20 @@ def evaluate_embedders(
         rows.append(_row(metric, f"{full},mean_of_{len(vals)}_classes", float(np.mean(vals))))
     d, s = np.concatenate(distances_all), np.concatenate(same_all)
     if 0 < s.sum() < s.size:
-        rows.append(_row("verification_auc_pooled", f"video_dtw/(N+M),{distance},query_class_model", E.verification_auc(d, s)))
+        rows.append(
+            _row(
+                "verification_auc_pooled",
+                f"video_dtw/(N+M),{distance},query_class_model",
+                E.verification_auc(d, s),
+            )
+        )
     return {"metrics": rows, "per_class": per_class}
 
 
 def _metric_variant(metric: str, settings: str) -> str:
     if metric.startswith("ap@"):
         return f"carl,{settings}"
-    if metric.startswith("retrieval") or metric.startswith("verification"):
+    if metric.startswith(("retrieval", "verification")):
         dist = settings.split(",")[1:]
         return "video_dtw/(N+M)," + ",".join(dist)
     if metric.startswith("phase_classification"):
@@ -1185,14 +1306,14 @@ def _metric_variant(metric: str, settings: str) -> str:
 # =============================================================================================
 
 
-class cpu_threads:  # noqa: N801 - used as a context manager
+class cpu_threads:
     """Set torch's and numba's thread counts inside a ``with`` block (None: leave them)."""
 
     def __init__(self, threads: int | None) -> None:
         self.threads = threads
         self.saved: tuple[int, int | None] | None = None
 
-    def __enter__(self) -> cpu_threads:
+    def __enter__(self) -> Self:
         if self.threads is not None:
             import numba
 
@@ -1216,19 +1337,35 @@ def _slug(label: str) -> str:
 def _load_data(cfg: LRPropConfig, run_dir: Path | None, progress: bool) -> ClipSet:
     d = cfg.data
     return load_clips(
-        d.dataset, d.root, actions=d.actions, synthetic=d.synthetic, input=d.input, encoder=d.encoder,
-        encoder_args=d.encoder_args, joints_norm=d.joints_norm, visibility=d.visibility,
-        max_train_videos=d.max_train_videos, max_test_videos=d.max_test_videos,
-        cache_dir=None if run_dir is None else run_dir / "features", progress=progress,
+        d.dataset,
+        d.root,
+        actions=d.actions,
+        synthetic=d.synthetic,
+        input=d.input,
+        encoder=d.encoder,
+        encoder_args=d.encoder_args,
+        joints_norm=d.joints_norm,
+        visibility=d.visibility,
+        max_train_videos=d.max_train_videos,
+        max_test_videos=d.max_test_videos,
+        cache_dir=None if run_dir is None else run_dir / "features",
+        progress=progress,
     )
 
 
 def _eval_kwargs(cfg: LRPropConfig) -> dict[str, Any]:
     e = cfg.eval
     return {
-        "stride": e.stride, "distance": e.distance, "normalize": e.normalize, "ks": e.ks,
-        "fractions": e.fractions, "classifiers": e.classifiers, "retrieval_ks": e.retrieval_ks,
-        "max_pairs": e.max_pairs, "max_queries": e.max_queries, "max_candidates": e.max_candidates,
+        "stride": e.stride,
+        "distance": e.distance,
+        "normalize": e.normalize,
+        "ks": e.ks,
+        "fractions": e.fractions,
+        "classifiers": e.classifiers,
+        "retrieval_ks": e.retrieval_ks,
+        "max_pairs": e.max_pairs,
+        "max_queries": e.max_queries,
+        "max_candidates": e.max_candidates,
     }
 
 
@@ -1274,15 +1411,28 @@ class LRPropRecipe:
                 summaries.append({"label": label, "status": "already trained"})
                 continue
             if progress:
-                print(f"lrprop: training class {label!r} ({len(data.split(label, 'train'))} videos)", flush=True)
+                print(
+                    f"lrprop: training class {label!r} ({len(data.split(label, 'train'))} videos)",
+                    flush=True,
+                )
             summaries.append(
-                train_class(config, data, label, class_dir, resume=resume, progress=progress, stop_after_epoch=stop_after_epoch)
+                train_class(
+                    config,
+                    data,
+                    label,
+                    class_dir,
+                    resume=resume,
+                    progress=progress,
+                    stop_after_epoch=stop_after_epoch,
+                )
             )
         summary = {"method": "lrprop", "run_dir": str(run_dir), "classes": summaries}
         write_json(run_dir / "summary.json", summary)
         return summary
 
-    def load_models(self, run_dir: str | Path, config: LRPropConfig, data: ClipSet) -> dict[str, LRPropModel]:
+    def load_models(
+        self, run_dir: str | Path, config: LRPropConfig, data: ClipSet
+    ) -> dict[str, LRPropModel]:
         from procalign.train import load_weights
 
         models = {}
@@ -1320,19 +1470,30 @@ class LRPropRecipe:
 
         def embedder(label: str):
             window = class_settings(config, label)[0]
-            return lambda xs: embed_clips(models[label], xs, window, config.eval.views, device=config.device)
+            return lambda xs: embed_clips(
+                models[label], xs, window, config.eval.views, device=config.device
+            )
 
-        report = evaluate_embedders(data, {c: embedder(c) for c in data.classes}, progress=progress, **_eval_kwargs(config))
+        report = evaluate_embedders(
+            data, {c: embedder(c) for c in data.classes}, progress=progress, **_eval_kwargs(config)
+        )
         report = {
             "method": "lrprop",
-            "inputs": {"run": str(run_dir), "dataset": config.data.dataset, "classes": data.classes,
-                       "eval_views": config.eval.views, "sdtw_variant": config.loss.sdtw_variant,
-                       "terms": [t for t in ("same", "prop", "sdtw") if getattr(config.loss, f"use_{t}")]},
+            "inputs": {
+                "run": str(run_dir),
+                "dataset": config.data.dataset,
+                "classes": data.classes,
+                "eval_views": config.eval.views,
+                "sdtw_variant": config.loss.sdtw_variant,
+                "terms": [t for t in ("same", "prop", "sdtw") if getattr(config.loss, f"use_{t}")],
+            },
             **report,
         }
         return report
 
-    def evaluate_inputs(self, config: LRPropConfig, progress: bool = False, data: ClipSet | None = None) -> dict[str, Any]:
+    def evaluate_inputs(
+        self, config: LRPropConfig, progress: bool = False, data: ClipSet | None = None
+    ) -> dict[str, Any]:
         """The raw-input baseline: the same protocol with the inputs (standardised with the
         class's training statistics) as embeddings; no training."""
         validate_config(config)
@@ -1344,11 +1505,19 @@ class LRPropRecipe:
             return lambda xs: [((x - mean) / std).astype(np.float32) for x in xs]
 
         with cpu_threads(config.threads):
-            report = evaluate_embedders(data, {c: embedder(c) for c in data.classes}, progress=progress, **_eval_kwargs(config))
-        return {"method": "raw_inputs", "inputs": {"dataset": config.data.dataset, "classes": data.classes}, **report}
+            report = evaluate_embedders(
+                data,
+                {c: embedder(c) for c in data.classes},
+                progress=progress,
+                **_eval_kwargs(config),
+            )
+        return {
+            "method": "raw_inputs",
+            "inputs": {"dataset": config.data.dataset, "classes": data.classes},
+            **report,
+        }
 
 
 @METHODS.register("lrprop")
 def _recipe() -> LRPropRecipe:
     return LRPropRecipe()
-

@@ -42,7 +42,9 @@ def test_same_video_prior_is_the_normalised_gaussian_of_eq2():
 
 
 def test_padded_keys_get_zero_prior_mass():
-    logp = L.index_log_prior(torch.tensor([[0.0]]), torch.tensor([[0.0, 1.0, 2.0]]), 10.0, torch.tensor([2]))
+    logp = L.index_log_prior(
+        torch.tensor([[0.0]]), torch.tensor([[0.0, 1.0, 2.0]]), 10.0, torch.tensor([2])
+    )
     p = logp.exp()[0, 0]
     assert p[2] == 0 and float(p.sum()) == pytest.approx(1.0)
     w = [_gauss(0, 10), _gauss(1, 10)]
@@ -76,9 +78,13 @@ def test_similarity_distribution_is_a_cosine_softmax_and_kl_matches_its_definiti
     logq = L.similarity_log_probs(za, zb, tau=0.1)
     cos = torch.nn.functional.cosine_similarity(zb[0][:, None], za[0][None], dim=-1)
     assert torch.allclose(logq[0], torch.log_softmax(cos / 0.1, -1))
-    logp = L.index_log_prior(torch.tensor([[0.0, 2.0]]), torch.tensor([[0.0, 1.0, 2.0]]), 1.0).double()
+    logp = L.index_log_prior(
+        torch.tensor([[0.0, 2.0]]), torch.tensor([[0.0, 1.0, 2.0]]), 1.0
+    ).double()
     p, q = logp.exp()[0], logq.exp()[0]
-    by_hand = sum(float(p[j, i] * math.log(p[j, i] / q[j, i])) for j in range(2) for i in range(3)) / 2
+    by_hand = (
+        sum(float(p[j, i] * math.log(p[j, i] / q[j, i])) for j in range(2) for i in range(3)) / 2
+    )
     assert float(L.prior_kl(logp, logq)[0]) == pytest.approx(by_hand, rel=1e-9)
 
 
@@ -119,8 +125,19 @@ def test_gradcheck_sdtw_with_lav_idm():
 
     def f(x, y):
         return L.sdtw_loss(
-            x, y, 0.1, la, lb, "cosine", "idm", idx_a=ia, idx_b=ib, num_frames_a=15.0,
-            num_frames_b=16.0, idm_window=4.0, idm_margin=1.5,
+            x,
+            y,
+            0.1,
+            la,
+            lb,
+            "cosine",
+            "idm",
+            idx_a=ia,
+            idx_b=ib,
+            num_frames_a=15.0,
+            num_frames_b=16.0,
+            idm_window=4.0,
+            idm_margin=1.5,
         )
 
     assert gradcheck(f, (a, b), atol=1e-5)
@@ -169,7 +186,10 @@ def test_padding_does_not_change_the_losses():
     ia, ib = torch.tensor([[0.0, 2, 4, 6]]), torch.tensor([[1.0, 3, 5]])
     pa = torch.cat([za, _rand(1, 2, 3, seed=16)], 1)
     pb = torch.cat([zb, _rand(1, 3, 3, seed=17)], 1)
-    pia, pib = torch.cat([ia, torch.tensor([[50.0, 60]])], 1), torch.cat([ib, torch.tensor([[70.0, 80, 90]])], 1)
+    pia, pib = (
+        torch.cat([ia, torch.tensor([[50.0, 60]])], 1),
+        torch.cat([ib, torch.tensor([[70.0, 80, 90]])], 1),
+    )
     la, lb = torch.tensor([4]), torch.tensor([3])
     for f in (
         lambda x, y, i, j, **k: L.same_video_loss(x, i, y, j, **k),
@@ -204,7 +224,9 @@ def test_eq12_pairs_and_switches():
     _, logs = L.LRPropLoss(use_prop=False, use_sdtw=False)(z, idx, torch.tensor([0, 0, 1, 1]))
     assert set(logs) == {"same"}
     total, logs = L.LRPropLoss(lambda1=2.0, lambda2=3.0)(z, idx, torch.tensor([0, 0, 1, 1]))
-    assert float(total) == pytest.approx(logs["same"] + 2 * logs["prop"] + 3 * logs["sdtw"], rel=1e-6)
+    assert float(total) == pytest.approx(
+        logs["same"] + 2 * logs["prop"] + 3 * logs["sdtw"], rel=1e-6
+    )
 
 
 def test_bad_inputs_raise_clear_errors():

@@ -80,7 +80,17 @@ def test_normalize_joints_by_hand():
 
 
 def test_event_phases_are_ordered_and_start_at_the_first_step():
-    assert event_phases(np.array([-1, -1, 0, 0, -1, 1, 2, 2, -1])).tolist() == [0, 0, 1, 1, 1, 2, 3, 3, 3]
+    assert event_phases(np.array([-1, -1, 0, 0, -1, 1, 2, 2, -1])).tolist() == [
+        0,
+        0,
+        1,
+        1,
+        1,
+        2,
+        3,
+        3,
+        3,
+    ]
 
 
 def test_sample_view_crops_keep_original_sorted_indices():
@@ -96,7 +106,9 @@ def test_sample_view_crops_keep_original_sorted_indices():
 def test_joint_augmentation_is_one_similarity_transform_for_all_frames():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(6, 13 * 2 + 13)).astype(np.float32)
-    out = augment_view(x, np.random.default_rng(2), "joints", num_joints=13, jitter=0.0, rotation=30)
+    out = augment_view(
+        x, np.random.default_rng(2), "joints", num_joints=13, jitter=0.0, rotation=30
+    )
     assert np.array_equal(out[:, 26:], x[:, 26:])  # visibility untouched
     src, dst = x[:, :26].reshape(-1, 2), out[:, :26].reshape(-1, 2)
     # least-squares affine fit over all frames at once: exact only if one transform serves all
@@ -104,7 +116,9 @@ def test_joint_augmentation_is_one_similarity_transform_for_all_frames():
     coef, *_ = np.linalg.lstsq(A, dst, rcond=None)
     assert np.allclose(A @ coef, dst, atol=1e-4)
     M = coef[:2]
-    assert M[0, 0] == pytest.approx(M[1, 1], abs=1e-4) and M[0, 1] == pytest.approx(-M[1, 0], abs=1e-4)
+    assert M[0, 0] == pytest.approx(M[1, 1], abs=1e-4) and M[0, 1] == pytest.approx(
+        -M[1, 0], abs=1e-4
+    )
 
 
 def test_feature_augmentation_drops_the_same_dimensions_in_every_frame():
@@ -116,13 +130,21 @@ def test_feature_augmentation_drops_the_same_dimensions_in_every_frame():
 
 
 def test_batches_are_a_function_of_the_epoch():
-    data = load_clips("synthetic", synthetic={"num_tasks": 1, "procedures_per_task": 2, "videos_per_procedure": 6, "dim": 8})
+    data = load_clips(
+        "synthetic",
+        synthetic={"num_tasks": 1, "procedures_per_task": 2, "videos_per_procedure": 6, "dim": 8},
+    )
     train = data.split(data.classes[0], "train")
     a, b, c = (make_batches(train, e, seed=1, num_frames=12) for e in (0, 0, 1))
-    assert all(torch.equal(x["x"], y["x"]) and torch.equal(x["idx"], y["idx"]) for x, y in zip(a, b))
+    assert all(
+        torch.equal(x["x"], y["x"]) and torch.equal(x["idx"], y["idx"]) for x, y in zip(a, b)
+    )
     assert not torch.equal(a[0]["idx"], c[0]["idx"])
     batch = a[0]
-    assert batch["x"].shape == (4, 12, 8) and batch["video"].tolist()[::2] == batch["video"].tolist()[1::2]
+    assert (
+        batch["x"].shape == (4, 12, 8)
+        and batch["video"].tolist()[::2] == batch["video"].tolist()[1::2]
+    )
     for v, idx in zip(batch["video"].tolist(), batch["idx"]):
         assert idx.max() < train[v].x.shape[0]
     # the crop holds the original frames at those indices (no augmentation here)
@@ -137,7 +159,9 @@ def test_model_shapes_and_padding():
     torch.manual_seed(0)
     model = LRPropModel(10, dim=16, layers=2, heads=4).eval()
     model.set_input_stats([np.random.default_rng(0).normal(3.0, 2.0, size=(50, 10))])
-    assert model.in_mean.shape == (10,) and float(model.in_std.mean()) == pytest.approx(2.0, rel=0.3)
+    assert model.in_mean.shape == (10,) and float(model.in_std.mean()) == pytest.approx(
+        2.0, rel=0.3
+    )
     x = torch.randn(3, 7, 10)
     lengths = torch.tensor([7, 4, 2])
     z = model(x, lengths)
@@ -152,7 +176,10 @@ def test_model_shapes_and_padding():
 def test_strided_embedding_covers_every_frame_with_whole_video_views():
     torch.manual_seed(0)
     model = LRPropModel(4, dim=8, layers=1, heads=2).eval()
-    xs = [np.random.default_rng(5).normal(size=(23, 4)).astype(np.float32), np.ones((5, 4), np.float32)]
+    xs = [
+        np.random.default_rng(5).normal(size=(23, 4)).astype(np.float32),
+        np.ones((5, 4), np.float32),
+    ]
     out = embed_clips(model, xs, window=8, mode="strided")
     assert [o.shape for o in out] == [(23, 8), (5, 8)]
     # 23 frames, window 8 -> 3 interleaved views: frames 1, 4, 7, ... form one of them
@@ -161,7 +188,11 @@ def test_strided_embedding_covers_every_frame_with_whole_video_views():
         full = model(torch.from_numpy(xs[1])[None])[0].numpy()
     assert np.allclose(out[0][1::3], view, atol=1e-5)
     assert np.allclose(out[1], full, atol=1e-5)
-    assert np.allclose(embed_clips(model, xs[:1], 8, "full")[0], model(torch.from_numpy(xs[0])[None])[0].detach().numpy(), atol=1e-5)
+    assert np.allclose(
+        embed_clips(model, xs[:1], 8, "full")[0],
+        model(torch.from_numpy(xs[0])[None])[0].detach().numpy(),
+        atol=1e-5,
+    )
 
 
 # ----------------------------------------------------------------------------- training
@@ -197,7 +228,9 @@ def test_recipe_resume_gives_identical_weights(tmp_path):
     again = recipe.train(cfg, tmp_path / "cut", progress=False)
     assert again["classes"][0]["status"] == "already trained"
     with pytest.raises(ValueError, match="holds a different config"):
-        recipe.train(_cfg("data.actions=['1.2']", "optim.epochs=4"), tmp_path / "cut", progress=False)
+        recipe.train(
+            _cfg("data.actions=['1.2']", "optim.epochs=4"), tmp_path / "cut", progress=False
+        )
 
 
 def test_cli_train_and_eval_on_synthetic_with_phase_metrics(tmp_path, capsys):
@@ -206,21 +239,51 @@ def test_cli_train_and_eval_on_synthetic_with_phase_metrics(tmp_path, capsys):
     out = tmp_path / "run"
     over = [*TINY, "optim.epochs=2", "views.augment=false", "loss.sdtw_variant=idm"]
     assert main(["train", "lrprop", *over, "--out", str(out), "--quiet"]) == 0
-    assert main(["eval", "lrprop", "--run", str(out), "eval.stride=2", "--out", str(tmp_path / "r.json")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "lrprop",
+                "--run",
+                str(out),
+                "eval.stride=2",
+                "--out",
+                str(tmp_path / "r.json"),
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "r.json").read_text())
     metrics = {m["metric"] for m in report["metrics"]}
-    assert {"kendalls_tau", "cycle_consistency", "ap@5", "dtw_alignment_accuracy", "phase_progression",
-            "phase_classification@1", "retrieval_precision@1", "verification_auc_pooled"} <= metrics
+    assert {
+        "kendalls_tau",
+        "cycle_consistency",
+        "ap@5",
+        "dtw_alignment_accuracy",
+        "phase_progression",
+        "phase_classification@1",
+        "retrieval_precision@1",
+        "verification_auc_pooled",
+    } <= metrics
     assert set(report["per_class"]) == {"1.1", "1.2"}
-    assert all("stride=2" in m["variant"] for m in report["metrics"] if m["metric"] == "kendalls_tau")
-    assert all(math.isfinite(m["value"]) for m in report["metrics"] if m["metric"] != "kendalls_tau")
+    assert all(
+        "stride=2" in m["variant"] for m in report["metrics"] if m["metric"] == "kendalls_tau"
+    )
+    assert all(
+        math.isfinite(m["value"]) for m in report["metrics"] if m["metric"] != "kendalls_tau"
+    )
     assert "kendalls_tau" in capsys.readouterr().out
 
 
 def test_folder_dataset_with_string_frame_labels(tmp_path):
     from procalign.data.synthetic import make_dataset, write_folder
 
-    root = write_folder(make_dataset(num_tasks=1, procedures_per_task=2, videos_per_procedure=8, num_frames=24, dim=8), tmp_path / "data")
+    root = write_folder(
+        make_dataset(
+            num_tasks=1, procedures_per_task=2, videos_per_procedure=8, num_frames=24, dim=8
+        ),
+        tmp_path / "data",
+    )
     recipe = LRPropRecipe()
     cfg = _cfg("data.dataset=folder", f"data.root={root}", "data.actions=['1.1']", "optim.epochs=1")
     recipe.train(cfg, tmp_path / "run", progress=False)
@@ -236,11 +299,20 @@ def test_folder_videos_go_through_a_frozen_registry_encoder(tmp_path):
 
     from procalign.data.synthetic import make_dataset, write_folder
 
-    ds = make_dataset(num_tasks=1, procedures_per_task=2, videos_per_procedure=8, num_frames=12, dim=8)
+    ds = make_dataset(
+        num_tasks=1, procedures_per_task=2, videos_per_procedure=8, num_frames=12, dim=8
+    )
     root = write_folder(ds, tmp_path / "data", render_videos=True, video_size=32)
     shutil.rmtree(root / "features")  # videos only: features must come from the encoder
-    cfg = _cfg("data.dataset=folder", f"data.root={root}", "data.actions=['1.1']", "optim.epochs=1",
-               "data.encoder=tiny_cnn", "data.encoder_args={dim: 12}", "views.num_frames=8")
+    cfg = _cfg(
+        "data.dataset=folder",
+        f"data.root={root}",
+        "data.actions=['1.1']",
+        "optim.epochs=1",
+        "data.encoder=tiny_cnn",
+        "data.encoder_args={dim: 12}",
+        "views.num_frames=8",
+    )
     LRPropRecipe().train(cfg, tmp_path / "run", progress=False)
     assert len(list((tmp_path / "run/features/features").glob("*.npy"))) == len(ds)
     report = LRPropRecipe().evaluate(tmp_path / "run", progress=False)
@@ -290,7 +362,11 @@ def test_unknown_keys_and_missing_data_are_clear_errors(tmp_path):
 
 def test_pennaction_joints_through_the_model(real_data, tmp_path):
     data = load_clips(
-        "pennaction", str(real_data / "pennaction"), actions=["jumping_jacks"], max_train_videos=4, max_test_videos=2
+        "pennaction",
+        str(real_data / "pennaction"),
+        actions=["jumping_jacks"],
+        max_train_videos=4,
+        max_test_videos=2,
     )
     assert data.kind == "joints" and data.num_joints == 13 and data.in_dim == 39
     jj = data.split("jumping_jacks", "train")
@@ -303,4 +379,7 @@ def test_pennaction_joints_through_the_model(real_data, tmp_path):
     assert summary["epochs_done"] == 1 and math.isfinite(summary["final_loss"])
     model = load_weights(build_model(cfg, 39, 0), tmp_path / "model.safetensors")
     embs = embed_clips(model, [c.x for c in data.split("jumping_jacks", "test")], 12)
-    assert all(e.shape == (len(c.x), 32) and np.isfinite(e).all() for e, c in zip(embs, data.split("jumping_jacks", "test")))
+    assert all(
+        e.shape == (len(c.x), 32) and np.isfinite(e).all()
+        for e, c in zip(embs, data.split("jumping_jacks", "test"))
+    )

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -75,16 +76,21 @@ def _read_csv(path: str, required: tuple[str, ...]) -> list[dict[str, str]]:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"no such file: {path}")
-    with p.open(newline="") as fh:
+    with p.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
-        fields = [f.strip() for f in reader.fieldnames or []]
-        missing = [c for c in required if c not in fields]
-        if missing:
-            raise ValueError(
-                f"{path}: missing column(s) {', '.join(missing)}; "
-                f"found {', '.join(fields) or 'none'}"
-            )
-        rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+        try:
+            fields = [f.strip() for f in reader.fieldnames or []]
+            missing = [c for c in required if c not in fields]
+            if missing:
+                raise ValueError(
+                    f"{path}: missing column(s) {', '.join(missing)}; "
+                    f"found {', '.join(fields) or 'none'}"
+                )
+            rows = [
+                {(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader
+            ]
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise ValueError(f"{path}: not a readable UTF-8 CSV file ({exc})") from None
     if not rows:
         raise ValueError(f"{path}: no data rows")
     return rows
@@ -92,11 +98,17 @@ def _read_csv(path: str, required: tuple[str, ...]) -> list[dict[str, str]]:
 
 def _number(value: str, column: str, line: int, path: str, kind: type = float) -> Any:
     try:
-        return kind(value)
+        number = kind(value)
     except ValueError:
         raise ValueError(
             f"{path} line {line}: column {column} = {value!r} is not a {kind.__name__}"
+        ) from None
+    if kind is float and not math.isfinite(number):
+        raise ValueError(
+            f"{path} line {line}: column {column} = {value!r} is not finite; metrics are "
+            "undefined for NaN or infinite values"
         )
+    return number
 
 
 def _boolean(value: str, line: int, path: str) -> bool:
@@ -156,7 +168,18 @@ def _run_verification(args: argparse.Namespace) -> dict[str, Any]:
         bank_path = Path(args.label_bank)
         if not bank_path.is_file():
             raise FileNotFoundError(f"no such file: {args.label_bank}")
-        bank = json.loads(bank_path.read_text())
+        try:
+            bank = json.loads(bank_path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{args.label_bank}: not a valid JSON label bank ({exc})") from None
+        bad = []
+        if isinstance(bank, dict):
+            bad = [k for k, v in bank.items() if not isinstance(v, list)]
+        if not isinstance(bank, dict) or bad:
+            raise ValueError(
+                f"{args.label_bank}: must map each procedure label to a list of steps"
+                + (f"; label {bad[0]!r} maps to {type(bank[bad[0]]).__name__}" if bad else "")
+            )
         if "label_1" not in rows[0] or "label_2" not in rows[0]:
             raise ValueError(f"{args.pairs}: --label-bank needs columns label_1 and label_2")
         unknown = sorted({r[c] for r in rows for c in ("label_1", "label_2")} - set(bank))
@@ -453,6 +476,17 @@ register_subverb(
 # --------------------------------------------------------------------------------------------
 
 
+def _strict_json(x: Any) -> Any:
+    """``x`` with NaN / inf floats replaced by None, so the report is valid JSON (null)."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _strict_json(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_strict_json(v) for v in x]
+    return x
+
+
 def format_table(metrics: list[dict[str, Any]]) -> str:
     """A plain-text table of report rows: metric, variant, value, direction."""
     header = ("metric", "variant", "value", "better")
@@ -483,7 +517,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2, allow_nan=True) + "\n")
+        out.write_text(json.dumps(_strict_json(report), indent=2, allow_nan=False) + "\n")
         print(f"report written to {out}", file=sys.stderr)
     return 0
 

@@ -58,9 +58,13 @@ def test_verification_without_steps_and_bad_input(tmp_path: Path, capsys) -> Non
     path.write_text("distance,same\n0.1,1\n0.5,0\n")
     report, _ = _run(["verification", "--pairs", str(path)], tmp_path, capsys)
     assert set(_values(report)) == {"auc", "eer"}
-    path.write_text("distance,same\nnan,1\n0.5,0\n")
+    for bad, line in (("0.2,1\nnan,1\n0.5,0\n", 3), ("inf,1\n0.5,0\n", 2)):
+        path.write_text("distance,same\n" + bad)
+        assert main(["eval", "verification", "--pairs", str(path)]) == 2
+        assert f"line {line}: column distance" in capsys.readouterr().err
+    path.write_bytes(b"distance,same\n\xff\xfe,1\n")
     assert main(["eval", "verification", "--pairs", str(path)]) == 2
-    assert "distances contains NaN" in capsys.readouterr().err
+    assert f"{path}: not a readable UTF-8 CSV" in capsys.readouterr().err
     path.write_text("dist,same\n0.1,1\n")
     assert main(["eval", "verification", "--pairs", str(path)]) == 2
     assert "missing column(s) distance" in capsys.readouterr().err
@@ -96,6 +100,20 @@ def test_verification_step_names_and_label_bank(tmp_path: Path, capsys) -> None:
     (tmp_path / "bank.json").write_text(json.dumps({"1.1": bank["1.1"]}))
     assert main(["eval", *argv]) == 2
     assert "no step list for label(s) ['1.2']" in capsys.readouterr().err
+    for text, message in (("{", "not a valid JSON label bank"), ('{"1.1": "a b"}', "'1.1' maps")):
+        (tmp_path / "bank.json").write_text(text)
+        assert main(["eval", *argv]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_undefined_metric_is_null_in_the_json_report(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "scores.csv"
+    path.write_text("pred,true\n5,1\n5,2\n5,4\n")  # constant predictions: Spearman undefined
+    out = tmp_path / "report.json"
+    assert main(["eval", "quality", "--scores", str(path), "--out", str(out)]) == 0
+    assert "nan" in capsys.readouterr().out
+    text = out.read_text()
+    assert "NaN" not in text and _values(json.loads(text))["spearman_rho"] is None
 
 
 def test_keystep_csv(tmp_path: Path, capsys) -> None:

@@ -117,6 +117,8 @@ def _run(args: argparse.Namespace) -> int:
     from procalign.data.features import discover_sources, extract_features, parse_shard
     from procalign.data.sampling import SamplingPolicy
     from procalign.data.video import ResizePolicy
+    import torch
+
     from procalign.models.encoders import build_encoder
 
     shard = parse_shard(args.shard)
@@ -134,8 +136,14 @@ def _run(args: argparse.Namespace) -> int:
         resize = ResizePolicy("fixed", args.size, None)
     else:
         resize = ResizePolicy("none", None, None)
-    encoder = build_encoder(args.encoder, **dict(args.encoder_arg))
-    sources = discover_sources(args.input)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device}: CUDA is not available here (use --device cpu)")
+    try:
+        encoder = build_encoder(args.encoder, **dict(args.encoder_arg))
+    except ImportError as exc:  # an optional extra (torchvision, open_clip) is missing
+        print(f"procalign extract: error: {exc}", file=sys.stderr)
+        return 2
+    sources = discover_sources(args.input, prefer=getattr(encoder, "input_kind", "frames"))
     report = extract_features(
         sources,
         args.out_dir,

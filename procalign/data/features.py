@@ -107,20 +107,27 @@ def _kind_of(path: Path) -> str | None:
     return None
 
 
-def discover_sources(root: str | Path) -> list[Source]:
+def discover_sources(root: str | Path, prefer: str = "frames") -> list[Source]:
     """List the inputs under ``root``, sorted by video id.
 
     - A ``folder``-layout dataset (``root/index.csv``): for each ``video_id``,
       ``videos/<video_id>.<ext>``, else the frame folder ``frames/<video_id>/`` (or
-      ``videos/<video_id>/``), else ``features/<video_id>.npy``; an id with none of them becomes
-      a source that fails (missing file) and is recorded as such.
+      ``videos/<video_id>/``), else ``features/<video_id>.npy``; with ``prefer="features"`` (for
+      the ``identity`` encoder) ``features/<video_id>.npy`` comes first. An id with none of them
+      becomes a source that fails (missing file) and is recorded as such.
     - Otherwise: every video file (id = file stem), frame folder (id = folder name) and ``.npy``
       file (id = stem) directly inside ``root``.
 
+    Args:
+        root: the input folder (or one input).
+        prefer: ``"frames"`` or ``"features"``, the encoder's ``input_kind``.
+
     Raises:
         FileNotFoundError: ``root`` does not exist.
-        ValueError: ``root`` holds no input, or two inputs share an id.
+        ValueError: ``root`` holds no input, two inputs share an id, or ``prefer`` is unknown.
     """
+    if prefer not in ("frames", "features"):
+        raise ValueError(f"prefer must be 'frames' or 'features', got {prefer!r}")
     root = Path(root)
     if not root.exists():
         raise FileNotFoundError(f"input folder {str(root)!r} does not exist")
@@ -135,16 +142,19 @@ def discover_sources(root: str | Path) -> list[Source]:
         for vid in ids:
             found = None
             videos = root / "videos"
+            npy = root / "features" / f"{vid}.npy"
+            if prefer == "features" and npy.is_file():
+                found = Source(vid, npy, "features")
             for ext in VIDEO_EXTENSIONS:
                 cand = videos / f"{vid}{ext}"
-                if cand.is_file():
+                if found is None and cand.is_file():
                     found = Source(vid, cand, "video")
                     break
             for folder in (root / "frames" / vid, videos / vid):
                 if found is None and folder.is_dir():
                     found = Source(vid, folder, "frames")
-            if found is None and (root / "features" / f"{vid}.npy").is_file():
-                found = Source(vid, root / "features" / f"{vid}.npy", "features")
+            if found is None and npy.is_file():
+                found = Source(vid, npy, "features")
             sources.append(found or Source(vid, root / "videos" / vid, "video"))
     elif root.is_file():
         kind = _kind_of(root)
@@ -312,6 +322,11 @@ def _encode(
             raise VideoDecodeError(
                 source.path, "fps resampling needs a video; .npy inputs have no fps"
             )
+        dim = getattr(encoder, "dim", None)
+        if dim is not None and arr.shape[1] != dim:
+            raise VideoDecodeError(
+                source.path, f"holds (T, D) = {arr.shape}, but the encoder expects D = {dim}"
+            )
         idx = sampling.indices(len(arr))[0]
         x = torch.from_numpy(np.ascontiguousarray(arr[idx], dtype=np.float32))[None].to(device)
         out = encoder(x)[0]
@@ -383,6 +398,8 @@ def extract_features(
     i, n = shard
     if n < 1 or not 0 <= i < n:
         raise ValueError(f"shard must be (i, n) with 0 <= i < n, got {shard!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dim = getattr(encoder, "dim", None)
@@ -399,7 +416,8 @@ def extract_features(
         except ValueError:
             if not overwrite:
                 raise
-        if previous.get("key") not in (None, key):
+        no_work = not previous.get("videos") and not any((out_dir / "features").glob("**/*.npy"))
+        if previous.get("key") not in (None, key) and not no_work:
             if not overwrite:
                 raise ValueError(
                     f"{out_dir} holds features extracted with other settings (key "
@@ -407,7 +425,7 @@ def extract_features(
                     "(--overwrite)"
                 )
             previous = {"videos": {}, "failures": {}}
-        if overwrite:
+        if overwrite or no_work:
             previous = {"videos": {}, "failures": {}}
             for old in out_dir.glob("manifest*.json"):
                 old.unlink()

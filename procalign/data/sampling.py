@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from numbers import Real
 
 import numpy as np
 
@@ -185,6 +186,8 @@ class SamplingPolicy:
             raise ValueError(f"boundaries must be one of {BOUNDARIES}, got {self.boundaries!r}")
         if self.mode != "all" and (not isinstance(self.num_frames, int) or self.num_frames < 1):
             raise ValueError(f"num_frames must be an int >= 1, got {self.num_frames!r}")
+        if self.fps is not None and not (isinstance(self.fps, Real) and self.fps > 0):
+            raise ValueError(f"fps must be a positive number or None, got {self.fps!r}")
         object.__setattr__(self, "offsets", tuple(float(o) for o in self.offsets))
 
     @property

@@ -45,7 +45,7 @@ def list_encoders() -> list[str]:
 class FrameEncoder(nn.Module):
     """Base class: flattens (B, T, 3, H, W) to (B*T, 3, H, W), normalises, encodes, reshapes.
 
-    Subclasses implement ``encode_images(x: (N, 3, H, W)) -> (N, D)``.
+    Subclasses implement ``encode_images(x: (B*T, 3, H, W)) -> (B*T, D)``.
     """
 
     input_kind = "frames"

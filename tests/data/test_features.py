@@ -268,6 +268,46 @@ def test_identity_over_feature_files(tmp_path):
         discover_sources(src), tmp_path / "out2", tiny(), extractor="tiny_cnn", progress=False
     )
     assert len(report.failed) == 4 and "cannot feed" in report.failed["v0"]
+    # a .npy of another D is a per-file failure, not the end of the run
+    np.save(src / "wide.npy", np.zeros((5, 9), np.float32))
+    report = extract_features(
+        discover_sources(src),
+        tmp_path / "out3",
+        build_encoder("identity", dim=6),
+        extractor="identity",
+        progress=False,
+    )
+    assert len(report.done) == 3 and "encoder expects D = 6" in report.failed["wide"]
+
+
+def test_folder_dataset_sources_follow_the_encoder_input(tmp_path):
+    root = tmp_path / "ds"
+    (root / "features").mkdir(parents=True)
+    (root / "index.csv").write_text("video_id,label,split\na,x,train\nb,x,test\n")
+    for vid in "ab":
+        np.save(root / "features" / f"{vid}.npy", np.zeros((12, 4), np.float32))
+    steps = np.repeat([1, 2, 3], 4)
+    write_video(root / "videos" / "a.mp4", render_frames(steps, np.tile(np.linspace(0, 1, 4), 3)))
+    frames = {s.video_id: s.kind for s in discover_sources(root)}
+    features = {s.video_id: s.kind for s in discover_sources(root, prefer="features")}
+    assert frames == {"a": "video", "b": "features"}
+    assert features == {"a": "features", "b": "features"}
+    with pytest.raises(ValueError, match="prefer"):
+        discover_sources(root, prefer="video")
+
+
+def test_bad_settings_fail_before_any_work(video_dir, tmp_path):
+    sources = discover_sources(video_dir)
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+        extract_features(sources, tmp_path / "o", tiny(), extractor="tiny_cnn", batch_size=0)
+    with pytest.raises(ValueError, match="fps must be a positive number"):
+        SamplingPolicy("all", fps=-2)
+    # a run that finished nothing leaves no settings to defend: the next run may change them
+    out = tmp_path / "nothing"
+    one = [s for s in sources if s.video_id == "corrupt"]
+    extract_features(one, out, tiny(8), extractor="tiny_cnn", resize=SMALL, progress=False)
+    report = extract_features(one, out, tiny(4), extractor="tiny_cnn", resize=SMALL, progress=False)
+    assert list(report.failed) == ["corrupt"] and read_manifest(out)["key"] == report.key
 
 
 def test_cli_extract_in_process(video_dir, tmp_path, capsys):

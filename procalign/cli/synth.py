@@ -125,6 +125,13 @@ def run(args: argparse.Namespace) -> int:
             "--split-by procedure)",
             file=sys.stderr,
         )
+    elif not ds.pairs:
+        hint = "--max-videos" if args.from_svip else "--videos-per-procedure"
+        print(
+            f"synth: warning: no test pairs (pairs.csv is empty), so verification has nothing to "
+            f"score; raise {hint}",
+            file=sys.stderr,
+        )
     print(
         f"wrote {len(ds)} videos ({n_train} train, {len(ds) - n_train} test), "
         f"{len(ds.procedures)} procedures, {len(ds.pairs)} test pairs, D={args.dim} to {root}"

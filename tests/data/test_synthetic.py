@@ -324,6 +324,9 @@ def test_synth_cli_from_svip(tmp_path, capsys):
         == 0
     )
     assert "wrote 7 videos" in capsys.readouterr().out
+    cut = ["--frames", "16", "--dim", "8", "--no-progress", "--max-videos", "1"]
+    assert main(["synth", str(tmp_path / "cut"), "--from-svip", str(root), *cut]) == 0
+    assert "no test pairs" in capsys.readouterr().err
     assert json.loads((out / "meta.json").read_text())["source"].startswith("svip:")
     assert main(["synth", str(tmp_path / "x"), "--procedures", "1", "--no-progress"]) == 2
     assert "procedures_per_task" in capsys.readouterr().err

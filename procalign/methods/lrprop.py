@@ -1185,11 +1185,19 @@ def evaluate_embedders(
         if len(te) >= 2:
             ordered = _pairs(len(te), True, max_pairs)
             for variant in ("tcc", "tau_a"):
-                taus = [
-                    E.kendalls_tau(te[a], te[b], stride, variant=variant, distance=distance)
-                    for a, b in ordered
-                ]
-                res[f"kendalls_tau[{variant}]"] = float(np.mean(taus))
+                taus = np.array(
+                    [
+                        E.kendalls_tau(te[a], te[b], stride, variant=variant, distance=distance)
+                        for a, b in ordered
+                    ]
+                )
+                # tau-b is undefined (NaN) for a pair whose frames all share one neighbour
+                undefined = int(np.isnan(taus).sum())
+                res[f"kendalls_tau[{variant}]"] = (
+                    float(np.nanmean(taus)) if undefined < len(taus) else float("nan")
+                )
+                if variant == "tcc":
+                    res["kendalls_tau_undefined_pairs[tcc]"] = float(undefined)
             res["cycle_consistency"] = float(
                 np.mean(
                     [
@@ -1272,8 +1280,13 @@ def evaluate_embedders(
         vals = [r[name] for r in per_class.values() if name in r]
         metric, _, variant = name.partition("[")
         variant = variant.rstrip("]")
+        if name == "kendalls_tau[tcc]":
+            variant = "tcc,undefined_pairs_dropped"
         full = ",".join(x for x in (variant, _metric_variant(metric, settings)) if x)
-        rows.append(_row(metric, f"{full},mean_of_{len(vals)}_classes", float(np.mean(vals))))
+        higher = not metric.endswith("undefined_pairs")
+        rows.append(
+            _row(metric, f"{full},mean_of_{len(vals)}_classes", float(np.nanmean(vals)), higher)
+        )
     d, s = np.concatenate(distances_all), np.concatenate(same_all)
     if 0 < s.sum() < s.size:
         rows.append(

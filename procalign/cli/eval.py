@@ -36,6 +36,7 @@ import argparse
 import json
 import math
 import sys
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -125,8 +126,14 @@ def _load_npz(path: str, required: tuple[str, ...]) -> dict[str, Any]:
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"no such file: {path}")
-    with np.load(path, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not hasattr(data, "files"):
+            raise ValueError("it holds one array (.npy), not named arrays (.npz, np.savez)")
+        with data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path}: not a readable .npz file of numeric arrays ({exc})") from None
     missing = [k for k in required if k not in arrays]
     if missing:
         raise ValueError(f"{path}: missing array(s) {', '.join(missing)}; found {sorted(arrays)}")
@@ -338,6 +345,13 @@ def _videos(data: dict[str, Any], path: str) -> tuple[list[Any], list[Any] | Non
     if lengths.shape != (embs.shape[0],) or lengths.min() < 1 or lengths.max() > embs.shape[1]:
         raise ValueError(f"{path}: lengths must be (B,) in [1, {embs.shape[1]}], got {lengths}")
     out_e = [embs[v, : int(n)] for v, n in enumerate(lengths)]
+    for v, e in enumerate(out_e):
+        if e.dtype.kind in "fc" and not np.isfinite(e).all():
+            t, d = (int(i) for i in np.argwhere(~np.isfinite(e))[0])
+            raise ValueError(
+                f"{path}: embs[{v}, {t}, {d}] = {e[t, d]} (video {v}, frame {t} within its "
+                "length); metrics are undefined for NaN or infinite embeddings"
+            )
     labels = data.get("labels")
     if labels is None:
         return out_e, None

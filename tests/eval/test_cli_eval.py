@@ -10,7 +10,9 @@ import pytest
 
 from procalign.cli.main import main
 from procalign.eval import (
+    average_precision_at_k,
     keystep_scores,
+    mean_kendalls_tau,
     text_video_matching,
     verification_auc,
     wrong_distance_ratio,
@@ -216,6 +218,32 @@ def test_alignment_npz(tmp_path: Path, capsys) -> None:
         assert expected in names
     for row in report["metrics"]:
         assert -1.0 <= row["value"] <= 1.0
+    # values are the library's on the videos cut to their lengths (padding never scored)
+    data = np.load(tmp_path / "test.npz")
+    embs = [e[:n] for e, n in zip(data["embs"], data["lengths"])]
+    labels = [lab[:n] for lab, n in zip(data["labels"], data["lengths"])]
+    by_name = {(r["metric"], r["variant"]): r["value"] for r in report["metrics"]}
+    tau = mean_kendalls_tau(embs, 2, variant="tau_a")
+    assert by_name[("kendalls_tau", "tau_a,stride=2,sqeuclidean")] == pytest.approx(tau)
+    ap = average_precision_at_k(embs, labels, 2, variant="lav", stride=2)
+    assert by_name[("ap@2", "lav,stride=2,sqeuclidean")] == pytest.approx(ap)
+
+
+def test_alignment_bad_files_are_named(tmp_path: Path, capsys) -> None:
+    embs = np.random.default_rng(0).normal(size=(2, 6, 3))
+    embs[1, 4, 0] = np.nan
+    cases = {
+        "nan.npz": (lambda p: np.savez(p, embs=embs), "embs[1, 4, 0] = nan"),
+        "one.npz": (lambda p: np.save(open(p, "wb"), embs), "holds one array (.npy)"),
+        "junk.npz": (lambda p: Path(p).write_bytes(b"PK\x03\x04junk"), "not a readable .npz"),
+    }
+    for name, (write, message) in cases.items():
+        write(tmp_path / name)
+        assert main(["eval", "alignment", "--test", str(tmp_path / name)]) == 2
+        assert f"{tmp_path / name}: " in (err := capsys.readouterr().err) and message in err
+    # NaN in the padding after a video's length is not scored, so it is fine
+    np.savez(tmp_path / "pad.npz", embs=embs, lengths=np.array([6, 4]))
+    assert main(["eval", "alignment", "--test", str(tmp_path / "pad.npz"), "--ks", "1"]) == 0
 
 
 def test_eval_without_family_prints_help(capsys) -> None:

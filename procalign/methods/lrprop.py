@@ -1409,14 +1409,14 @@ class LRPropRecipe:
                 f"{saved} holds a different config; resume with the same settings, pass "
                 "--no-resume to start over, or use another --out folder"
             )
-        saved.write_text(text)
         with cpu_threads(config.threads):
-            return self._train(config, run_dir, resume, progress, stop_after_epoch)
+            data = _load_data(config, run_dir, progress)  # bad data settings fail before writing
+            saved.write_text(text)
+            return self._train(config, data, run_dir, resume, progress, stop_after_epoch)
 
-    def _train(self, config, run_dir, resume, progress, stop_after_epoch) -> dict[str, Any]:
+    def _train(self, config, data, run_dir, resume, progress, stop_after_epoch) -> dict[str, Any]:
         from procalign.train import write_json
 
-        data = _load_data(config, run_dir, progress)
         summaries = []
         for label in data.classes:
             class_dir = run_dir / "classes" / _slug(label)

@@ -353,6 +353,7 @@ def test_unknown_keys_and_missing_data_are_clear_errors(tmp_path):
         LRPropRecipe().train(_cfg("data.dataset=folder"), tmp_path, progress=False)
     with pytest.raises(ValueError, match=r"data.actions \['9.9'\] are not labels"):
         LRPropRecipe().train(_cfg("data.actions=['9.9']"), tmp_path / "x", progress=False)
+    assert not (tmp_path / "x/config.yaml").exists()  # a corrected config can use the folder
     with pytest.raises(FileNotFoundError, match="not an LRProp run folder"):
         LRPropRecipe().evaluate(tmp_path / "nothing")
 

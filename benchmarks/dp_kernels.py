@@ -195,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    ap.add_argument("--markdown", default=None, help="also write the rows as a markdown table")
     args = ap.parse_args(argv)
     print(f"procalign dp benchmark | python {platform.python_version()} | torch {torch.__version__} "
           f"| threads {torch.get_num_threads()} | {platform.processor() or platform.machine()}")
@@ -212,6 +213,21 @@ def main(argv: list[str] | None = None) -> int:
             for K in (6, 13):
                 bench_block(r, 8, T, K)
         bench_step(r, 32, 256, 16)
+    if args.markdown:
+        lines = ["| task | implementation | ms | M cells/s | speed-up vs best anchor | float32 grad error |",
+                 "|---|---|---:|---:|---:|---:|"]
+        errs = {(r["task"], r["impl"]): r["grad_rel_error"] for r in ROWS if "grad_rel_error" in r}
+        short = {"procalign soft_dtw (numba)": "procalign numba", "procalign soft_dtw (torch wavefront)": "procalign torch",
+                 "tslearn SoftDTWLossPyTorch": "tslearn", "pysdtw SoftDTW (cpu)": "pysdtw"}
+        for r in ROWS:
+            if "ms" not in r:
+                continue
+            err = errs.get((r["task"], short.get(r["impl"], "")))
+            ratio = r.get("speedup_vs_best_anchor")
+            lines.append(f"| {r['task']} | {r['impl']} | {r['ms']:.1f} | {r['Mcells_per_s']:.1f} | "
+                         f"{'' if ratio is None else f'{ratio:.2f}x'} | {'' if err is None else f'{err:.1e}'} |")
+        with open(args.markdown, "w") as f:
+            f.write("\n".join(lines) + "\n")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"rows": ROWS, "torch_threads": torch.get_num_threads(), "numpy": np.__version__}, f, indent=1)

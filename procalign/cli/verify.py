@@ -52,7 +52,7 @@ def load_input(path: str, model, cfg):
     if f.is_file() and f.suffix == ".npy":
         try:
             x = np.load(f, allow_pickle=False)
-        except Exception as exc:  # noqa: BLE001 - numpy raises several types for corrupt files
+        except Exception as exc:
             raise ValueError(f"{f}: not a readable .npy file ({exc})") from exc
         if x.ndim != 2 or x.shape[0] < 1:
             raise ValueError(f"{f}: expected features of shape (L, D), got {x.shape}")

@@ -429,6 +429,21 @@ def extract_features(
             previous = {"videos": {}, "failures": {}}
             for old in out_dir.glob("manifest*.json"):
                 old.unlink()
+    elif any((out_dir / "features").glob("**/*.npy")):
+        # .npy files without a manifest were not written by extraction (e.g. OUT_DIR is a folder
+        # dataset whose features/ came with it): never take them for cached outputs.
+        raise ValueError(
+            f"{out_dir / 'features'} holds .npy files but {out_dir} has no manifest.json, so they "
+            "were not written by extraction (not even --overwrite replaces them); choose another "
+            "output folder"
+        )
+    own = {Path(s.path).resolve() for s in sources}
+    clash = [s.video_id for s in sources if feature_path(out_dir, s.video_id).resolve() in own]
+    if clash:
+        raise ValueError(
+            f"extracting into {out_dir} would overwrite the input files of {clash[:3]}; choose "
+            "another output folder"
+        )
 
     mine = [s for s in sources if shard_of(s.video_id, n) == i]
     manifest: dict[str, Any] = {

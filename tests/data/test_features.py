@@ -296,6 +296,36 @@ def test_folder_dataset_sources_follow_the_encoder_input(tmp_path):
         discover_sources(root, prefer="video")
 
 
+def test_foreign_npy_files_are_never_taken_for_cached_outputs(tmp_path):
+    from procalign.data import synthetic
+
+    root = synthetic.write_folder(
+        synthetic.make_dataset(
+            num_tasks=1, procedures_per_task=2, videos_per_procedure=1, num_frames=12, dim=4
+        ),
+        tmp_path / "ds",
+        render_videos=True,
+        video_size=16,
+    )
+    before = {p.name: p.read_bytes() for p in (root / "features").iterdir()}
+    for overwrite in (False, True):  # OUT_DIR = the dataset: its own features/ are not a cache
+        with pytest.raises(ValueError, match="no manifest.json"):
+            extract_features(
+                discover_sources(root), root, tiny(), extractor="tiny_cnn", overwrite=overwrite
+            )
+    identity = build_encoder("identity")
+    (root / "manifest.json").write_text(json.dumps({"key": "x", "settings": {}, "videos": {}}))
+    with pytest.raises(ValueError, match="would overwrite the input files"):
+        extract_features(
+            discover_sources(root, prefer="features"),
+            root,
+            identity,
+            extractor="identity",
+            overwrite=True,
+        )
+    assert {p.name: p.read_bytes() for p in (root / "features").iterdir()} == before
+
+
 def test_bad_settings_fail_before_any_work(video_dir, tmp_path):
     sources = discover_sources(video_dir)
     with pytest.raises(ValueError, match="batch_size must be an int >= 1"):

@@ -425,7 +425,7 @@ def extract_features(
                     "(--overwrite)"
                 )
             previous = {"videos": {}, "failures": {}}
-        if overwrite or no_work:
+        if overwrite or (no_work and previous.get("key") not in (None, key)):
             previous = {"videos": {}, "failures": {}}
             for old in out_dir.glob("manifest*.json"):
                 old.unlink()

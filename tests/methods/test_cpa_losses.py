@@ -127,4 +127,4 @@ def test_align_loss_positives_only():
     assert float(L.align_loss(d, torch.tensor([True, False, True])).detach()) == 2.0
     zero = L.align_loss(d, torch.tensor([False, False, False]))
     zero.backward()
-    assert float(zero) == 0.0 and d.grad.abs().sum() == 0
+    assert float(zero.detach()) == 0.0 and d.grad.abs().sum() == 0

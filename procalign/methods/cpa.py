@@ -1042,12 +1042,18 @@ def train(
     short = min(len(v.features) for v in vs.videos)
     classes = sorted(
         {v.label for v in train_videos if v.label is not None},
-        key=lambda s: [int(x) if x.isdigit() else x for x in s.replace("/", ".").split(".")],
+        key=lambda s: [(0, int(x), "") if x.isdigit() else (1, 0, x) for x in s.split(".")],
     )
     (run_dir / "config.yaml").write_text(dump_yaml(cfg))
     write_json(run_dir / "meta.json", {**_run_meta(vs, classes), "shortest_video": short})
     seed_everything(cfg.train.seed)
     model = build_model(cfg, vs.in_dim, len(classes) if cfg.model.task == "verification" else 0)
+    if getattr(model.encoder, "input_kind", "features") == "frames":
+        raise ValueError(
+            f"model.encoder={cfg.model.encoder!r} takes frames, but training reads cached features; "
+            "use model.encoder=identity and encode videos with data.video_encoder (folder "
+            "datasets) or `procalign extract`"
+        )
     opt = torch.optim.AdamW(
         model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
     )
@@ -1353,7 +1359,7 @@ def evaluate_quality(
 
     e, d = cfg.eval, cfg.data
     train_v = vs.split(d.train_split)
-    test_v = vs.split(e.split if e.split != d.train_split else d.train_split)
+    test_v = vs.split(e.split)
     by_label: dict[str, list[Video]] = {}
     for v in train_v:
         by_label.setdefault(v.label, []).append(v)

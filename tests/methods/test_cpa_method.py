@@ -160,6 +160,8 @@ def test_config_errors_from_files_and_sources(tmp_path, monkeypatch):
         cpa.load_videos(_cfg("data.source=folder").data)
     with pytest.raises(FileNotFoundError, match="not a finished CPA run"):
         cpa.load_run(tmp_path)
+    with pytest.raises(ValueError, match="takes frames, but training reads cached features"):
+        cpa.train(_cfg("model.encoder=tiny_cnn"), tmp_path / "frames", progress=False)
 
 
 def test_positives_closer_than_negatives_after_short_training(tmp_path):

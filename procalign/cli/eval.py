@@ -528,11 +528,19 @@ def _run(args: argparse.Namespace) -> int:
     result = SUBVERBS[args.family].run(args)
     report = {"procalign_version": procalign.__version__, "family": args.family, **result}
     print(format_table(report["metrics"]))
+    # The JSON report is always written: to --out (a file, or a folder to put it in), else into
+    # the evaluated run folder, else the working directory.
+    default_name = f"eval_{args.family}.json"
     if args.out:
         out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(_strict_json(report), indent=2, allow_nan=False) + "\n")
-        print(f"report written to {out}", file=sys.stderr)
+        if out.is_dir() or args.out.endswith(("/", "\\")):
+            out = out / default_name
+    else:
+        run_dir = getattr(args, "run", None)
+        out = Path(run_dir) / default_name if run_dir and Path(run_dir).is_dir() else Path(default_name)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(_strict_json(report), indent=2, allow_nan=False) + "\n")
+    print(f"report written to {out}", file=sys.stderr)
     return 0
 
 
@@ -547,5 +555,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for name, sub in SUBVERBS.items():
         p = families.add_parser(name, help=sub.help, description=sub.help)
         sub.add_arguments(p)
-        p.add_argument("--out", default=None, help="write the JSON report here")
+        p.add_argument("--out", default=None,
+                       help="JSON report file or folder (default: the run folder, else ./eval_FAMILY.json)")
     parser.set_defaults(func=_run, eval_parser=parser, out=None)

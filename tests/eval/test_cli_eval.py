@@ -251,3 +251,18 @@ def test_eval_without_family_prints_help(capsys) -> None:
     assert "verification" in capsys.readouterr().out
     assert main(["eval", "matching", "--scores", "/nonexistent.npz"]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_report_is_always_written(tmp_path: Path, capsys, monkeypatch) -> None:
+    path = tmp_path / "pairs.csv"
+    path.write_text("distance,same\n0.1,1\n0.5,0\n0.2,1\n")
+    # no --out: into the working directory
+    monkeypatch.chdir(tmp_path)
+    assert main(["eval", "verification", "--pairs", str(path)]) == 0
+    assert json.loads((tmp_path / "eval_verification.json").read_text())["family"] == "verification"
+    # --out naming a folder: the report goes inside it
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    assert main(["eval", "verification", "--pairs", str(path), "--out", str(folder)]) == 0
+    assert (folder / "eval_verification.json").exists()
+    capsys.readouterr()

@@ -109,7 +109,8 @@ def fmt(values: list[float]) -> str:
 
 def markdown(results: dict, seeds: list[int], ksweep: dict, meta: dict) -> str:
     lines = [
-        "| dataset | method / distance | AUC % (mean ± std) | WDR | s / epoch | peak RSS MB |",
+        "| dataset | method / distance | AUC % (mean ± std) | WDR | s / epoch (median) "
+        "| peak RSS MB |",
         "|---|---|---|---|---|---|",
     ]
     trained = {
@@ -126,7 +127,7 @@ def markdown(results: dict, seeds: list[int], ksweep: dict, meta: dict) -> str:
             wdrs = [r["wdr"][dist] for r in runs[variant] if dist in r.get("wdr", {})]
             wdr = f"{statistics.mean(wdrs):.2f}" if wdrs else "-"
             if (variant, dist) in trained:
-                spe = statistics.mean(r["seconds_per_epoch"] for r in runs[variant])
+                spe = statistics.median(r["seconds_per_epoch"] for r in runs[variant])
                 mem = max(r["peak_rss_mb"] for r in runs[variant])
                 cost = f"{spe:.2f} | {mem:.0f}"
             else:
@@ -163,12 +164,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ksweep", nargs="*", type=int, default=[], help="K values (trained, seed 0)")
     p.add_argument("--out", default="bench_runs/cpa_sv", help="run folders and results.json")
     p.add_argument("--markdown", default=None, help="also write the table to this file")
+    p.add_argument("--table-only", action="store_true", help="re-print the table of --out")
     args = p.parse_args(argv)
     if "csv" in args.datasets and not os.environ.get("PROCALIGN_DATA"):
         raise SystemExit(
             "the csv rows need PROCALIGN_DATA (e.g. ../shared/data); set it or drop csv"
         )
     out = Path(args.out)
+    if args.table_only:
+        saved = json.loads((out / "results.json").read_text())
+        table = markdown(saved["results"], saved["seeds"], saved["ksweep"], saved["meta"])
+        print(table)
+        if args.markdown:
+            Path(args.markdown).write_text(table + "\n")
+        return 0
     out.mkdir(parents=True, exist_ok=True)
     results: dict = {}
     ksweep: dict = {}

@@ -243,7 +243,7 @@ def test_alignment_bad_files_are_named(tmp_path: Path, capsys) -> None:
         assert f"{tmp_path / name}: " in (err := capsys.readouterr().err) and message in err
     # NaN in the padding after a video's length is not scored, so it is fine
     np.savez(tmp_path / "pad.npz", embs=embs, lengths=np.array([6, 4]))
-    assert main(["eval", "alignment", "--test", str(tmp_path / "pad.npz"), "--ks", "1"]) == 0
+    assert main(["eval", "alignment", "--test", str(tmp_path / "pad.npz"), "--ks", "1", "--out", str(tmp_path)]) == 0
 
 
 def test_eval_without_family_prints_help(capsys) -> None:

@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--epochs", type=int, default=None, help="override train.epochs")
     p.add_argument("--ksweep", nargs="*", type=int, default=[], help="K values (trained, seed 0)")
-    p.add_argument("--out", default="bench_runs/cpa_sv", help="run folders and results.json")
+    p.add_argument("--out", default="runs/bench/cpa_sv", help="run folders and results.json")
     p.add_argument("--markdown", default=None, help="also write the table to this file")
     p.add_argument("--table-only", action="store_true", help="re-print the table of --out")
     args = p.parse_args(argv)

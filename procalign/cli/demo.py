@@ -405,12 +405,16 @@ def _report(results, figs, blocks, vs, cfg, seconds, runs, pos, neg) -> str:
             "docs/results.md for the analysis over seeds."
         ),
         "",
-        f"CPA trained with the sum/sqrt(area) block score: "
-        f"{_fmt(_auc(results, 'cpa_sqrt', 'cpa'))} (Eq. 1's mean collapses most mined steps to "
-        "single frames, see below; docs/results.md has the 3-seed benchmark and the analysis).",
+        (
+            f"CPA trained with the sum/sqrt(area) block score: "
+            f"{_fmt(_auc(results, 'cpa_sqrt', 'cpa'))} (Eq. 1's mean collapses most mined steps to "
+            "single frames, see below; docs/results.md has the 3-seed benchmark and the analysis)."
+        ),
         "",
-        "The video-level distance cannot separate procedures that differ only in step order (the "
-        "mean of a video's frames does not depend on the order), which is why it sits near 0.5.",
+        (
+            "The video-level distance cannot separate procedures that differ only in step order (the "
+            "mean of a video's frames does not depend on the order), which is why it sits near 0.5."
+        ),
         "",
         "## Mined steps before and after training",
         "",

@@ -26,7 +26,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import time
 import zlib
 from collections.abc import Mapping, Sequence
@@ -38,6 +37,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from procalign._io import atomic_save_npy, atomic_write_text
 from procalign.data.records import VideoRecord
 from procalign.data.sampling import SamplingPolicy
 from procalign.data.video import (
@@ -213,9 +213,7 @@ def manifest_name(shard: tuple[int, int] = (0, 1)) -> str:
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 def read_manifest(out_dir: str | Path) -> dict[str, Any]:
@@ -268,17 +266,6 @@ def load_features(path: str | Path, *, mmap: bool = True) -> np.ndarray:
 def feature_path(out_dir: str | Path, video_id: str) -> Path:
     return Path(out_dir) / "features" / f"{video_id}.npy"
 
-
-def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            np.save(fh, array)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 # ----------------------------------------------------------------------------- extraction
@@ -494,7 +481,7 @@ def extract_features(
                     bar.update(1)
                     continue
                 feats = np.ascontiguousarray(feats, dtype=np.float32)
-                _save_npy_atomic(target, feats)
+                atomic_save_npy(target, feats)
                 manifest["videos"][source.video_id] = {
                     "file": str(target.relative_to(out_dir)),
                     "shape": list(feats.shape),

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -57,6 +56,7 @@ from typing import Any
 
 import numpy as np
 
+from procalign._io import atomic_save_npy, atomic_write_text
 from procalign.data.records import PairRecord, VideoRecord
 
 BACKGROUND = "background"
@@ -639,23 +639,6 @@ def from_svip(
 # ----------------------------------------------------------------------------- on disk
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            np.save(fh, array)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def write_folder(
@@ -691,11 +674,11 @@ def write_folder(
     with _progress_bar(len(dataset), "write", progress) as bar:
         for video in dataset.videos:
             vid = video.video_id
-            _atomic_save_npy(root / "features" / f"{vid}.npy", video.features.astype(np.float32))
-            _atomic_write_text(
+            atomic_save_npy(root / "features" / f"{vid}.npy", video.features.astype(np.float32))
+            atomic_write_text(
                 root / "labels" / f"{vid}.txt", "".join(f"{vocab[s]}\n" for s in video.step_ids)
             )
-            _atomic_write_text(
+            atomic_write_text(
                 root / "phases" / f"{vid}.txt",
                 "".join(
                     f"{p} {g:.6f} {u:.6f}\n"
@@ -738,7 +721,7 @@ def write_folder(
             "fps": fps,
             "renderer": "procalign.data.render",
         }
-    _atomic_write_text(root / "meta.json", json.dumps(meta, indent=2) + "\n")
+    atomic_write_text(root / "meta.json", json.dumps(meta, indent=2) + "\n")
     return root
 
 
@@ -747,7 +730,7 @@ def _write_csv(path: Path, rows: list[list[Any]]) -> None:
 
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows(rows)
-    _atomic_write_text(path, buf.getvalue())
+    atomic_write_text(path, buf.getvalue())
 
 
 def read_folder(root: str | Path) -> SyntheticDataset:

@@ -22,11 +22,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+from procalign._io import atomic_write_text
 
 
 def save_weights(model: torch.nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> None:
@@ -85,7 +81,7 @@ class Checkpointer:
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-        _atomic_write_text(self.dir / "LATEST", name)
+        atomic_write_text(self.dir / "LATEST", name)
         self._prune(keep_name=name)
         return final
 
@@ -106,4 +102,4 @@ class Checkpointer:
 def write_json(path: str | Path, data: Any) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(path, json.dumps(data, indent=2, default=str))
+    atomic_write_text(path, json.dumps(data, indent=2, default=str))

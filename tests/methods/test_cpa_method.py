@@ -201,7 +201,9 @@ def test_positives_closer_than_negatives_after_short_training(tmp_path):
 def test_resume_through_the_recipe_gives_identical_weights(tmp_path):
     recipe = load_recipes().build("cpa")
     cfg = _cfg("train.epochs=3")
+    threads = torch.get_num_threads()
     recipe.train(cfg, tmp_path / "full", resume=False, progress=False)
+    assert torch.get_num_threads() == threads  # train.threads is restored afterwards
     cut = _cfg("train.epochs=3", "train.stop_after_epoch=1")
     s1 = recipe.train(cut, tmp_path / "cut", resume=False, progress=False)
     assert s1["epochs_done"] == 1 and not (tmp_path / "cut" / "model.safetensors").exists()

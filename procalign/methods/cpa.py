@@ -1244,11 +1244,34 @@ def verification_rows(
     return rows
 
 
-def _pairs_for_split(vs: VideoSet, cfg: CPAConfig, split: str, num: int | None, seed: int):
+def _pairs_for_split(
+    vs: VideoSet,
+    cfg: CPAConfig,
+    split: str,
+    num: int | None,
+    seed: int,
+    info: dict[str, Any] | None = None,
+) -> list:
+    """Pairs to score on ``split``: the dataset's own list for the test split (official SVIP
+    pairs, ``pairs.csv``, the generator's list) unless ``data.test_pairs`` asks for sampled ones,
+    or the list lacks a class (e.g. ``max_videos`` dropped every negative); otherwise pairs
+    sampled from the split (half positive, ``data.negatives`` mode). ``info["pairs"]`` says
+    which."""
+    info = {} if info is None else info
+    own = list(vs.pairs) if split == cfg.data.test_split else []
     if split == cfg.data.test_split and cfg.data.test_pairs:
         num = cfg.data.test_pairs
-    if split == cfg.data.test_split and vs.pairs and not cfg.data.test_pairs:
-        pairs = list(vs.pairs)
+        own = []
+        info["pairs"] = f"{num} sampled pairs (data.test_pairs)"
+    elif own and len({bool(p.same) for p in own}) < 2:
+        info["pairs"] = (
+            f"sampled: the dataset's {len(own)} pairs of this split hold one class only "
+            "(max_videos?)"
+        )
+        own = []
+    if own:
+        pairs = own
+        info.setdefault("pairs", f"the dataset's own list ({len(own)} pairs)")
     else:
         from procalign.data.pairs import PairSampler
         from procalign.data.records import VideoRecord
@@ -1256,6 +1279,7 @@ def _pairs_for_split(vs: VideoSet, cfg: CPAConfig, split: str, num: int | None, 
         recs = [VideoRecord(v.video_id, label=v.label, task=v.task) for v in vs.split(split)]
         sampler = PairSampler(recs, negatives=cfg.data.negatives, seed=seed)
         pairs = sampler.sample(num or 400, positive_fraction=0.5)
+        info.setdefault("pairs", f"{len(pairs)} pairs sampled from split {split!r}")
     if num is not None:
         pairs = pairs[:num]
     if not pairs:
@@ -1284,7 +1308,8 @@ def evaluate_model(
     e = cfg.eval
     split = split or e.split
     distances = list(distances if distances is not None else e.distances)
-    pairs = _pairs_for_split(vs, cfg, split, e.max_pairs, 7)
+    info: dict[str, Any] = {}
+    pairs = _pairs_for_split(vs, cfg, split, e.max_pairs, 7, info)
     ids = sorted({p.video_id_1 for p in pairs} | {p.video_id_2 for p in pairs})
     index = {v: i for i, v in enumerate(ids)}
     raw = any(d.startswith("raw_") for d in distances)
@@ -1320,6 +1345,7 @@ def evaluate_model(
     return {
         "task": "verification",
         "split": split,
+        "pairs": info["pairs"],
         "num_pairs": len(pairs),
         "num_positive": int(same.sum()),
         "num_videos": len(ids),

@@ -306,3 +306,36 @@ def test_csv_scripted_data_uses_official_pairs(real_data, tmp_path):
     cpa.train(cfg, tmp_path / "run", progress=False, videos=vs)
     report = cpa.evaluate(tmp_path / "run", progress=False, videos=vs)
     assert report["num_pairs"] == len(vs.pairs) > 0 and report["simulated_frames"]
+
+
+@pytest.mark.realdata
+def test_svip_reader_with_cached_features(real_data, tmp_path):
+    """The real-feature path: svip-csv reader (splits, official pairs) + features_dir/<id>.npy."""
+    from procalign.data import load
+
+    root = real_data / "svip" / "CSV"
+    data = load("svip-csv", root)
+    feats = tmp_path / "features"
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for rec in [r for r in data.records if r.split == split]:
+            (feats / rec.video_id).parent.mkdir(parents=True, exist_ok=True)
+            np.save(feats / f"{rec.video_id}.npy", rng.normal(size=(30, 16)).astype(np.float32))
+    cfg = _cfg(
+        "data.source=svip",
+        f"data.root={root}",
+        f"data.features_dir={feats}",
+        "data.test_pairs=null",
+        "train.epochs=1",
+        "eval.distances=[cpa]",
+    )
+    vs = cpa.load_videos(cfg.data)
+    assert not vs.simulated and len(vs.videos) == len(data) and vs.in_dim == 16
+    assert len(vs.pairs) == 1000  # the official test pairs
+    assert all(p.video_id_1 in vs.index and p.video_id_2 in vs.index for p in vs.pairs)
+    cpa.train(cfg, tmp_path / "run", progress=False, videos=vs)
+    assert cpa.evaluate(tmp_path / "run", progress=False, videos=vs)["metrics"]
+    (feats / f"{data.records[0].video_id}.npy").unlink()
+    missing = _cfg("data.source=svip", f"data.root={root}", f"data.features_dir={feats}")
+    with pytest.raises(FileNotFoundError, match="feature files are missing"):
+        cpa.load_videos(missing.data)

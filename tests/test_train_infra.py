@@ -110,3 +110,14 @@ def test_config_errors_name_the_key(tmp_path):
     bad.write_text("- a\n- b\n")
     with pytest.raises(ValueError, match="mapping at the top level"):
         load_config(_Cfg, bad)
+
+
+def test_cli_overrides_may_follow_options():
+    from procalign.cli.main import build_parser, main
+
+    parser = build_parser()
+    args, extra = parser.parse_known_args(["train", "cpa", "--config", "x.yaml", "a.b=1", "--quiet", "c=2"])
+    assert args.config == "x.yaml" and args.quiet
+    assert sorted([*args.overrides, *extra]) == ["a.b=1", "c=2"]
+    with pytest.raises(SystemExit):
+        main(["train", "cpa", "--config", "x.yaml", "--bogus-flag"])

@@ -168,6 +168,8 @@ class ModelConfig:
     Attributes:
         temporal: registry name in :data:`procalign.models.temporal.TEMPORAL`.
         dim, layers, heads, dropout: its size (``heads`` only for the transformer).
+        positions: sinusoidal position encodings in the transformer (the paper credits them for
+            the transformer's advantage; ``false`` makes frames see context but not their index).
     """
 
     temporal: str = "transformer"
@@ -175,6 +177,7 @@ class ModelConfig:
     layers: int = 7
     heads: int = 8
     dropout: float = 0.1
+    positions: bool = True
 
 
 @dataclass
@@ -866,6 +869,7 @@ class LRPropModel(nn.Module):
         layers: int = 7,
         heads: int = 8,
         dropout: float = 0.1,
+        positions: bool = True,
     ) -> None:
         super().__init__()
         from procalign.models.temporal import build_temporal
@@ -874,7 +878,7 @@ class LRPropModel(nn.Module):
             raise ValueError(f"in_dim must be >= 1, got {in_dim}")
         kwargs: dict[str, Any] = {"dim": dim, "layers": layers, "dropout": dropout}
         if temporal == "transformer":
-            kwargs["heads"] = heads
+            kwargs.update(heads=heads, positions=positions)
         self.in_dim, self.dim = int(in_dim), int(dim)
         self.register_buffer("in_mean", torch.zeros(in_dim))
         self.register_buffer("in_std", torch.ones(in_dim))
@@ -964,7 +968,7 @@ def class_settings(cfg: LRPropConfig, label: str) -> tuple[int, float, float]:
 def build_model(cfg: LRPropConfig, in_dim: int, seed: int) -> LRPropModel:
     torch.manual_seed(seed)
     m = cfg.model
-    return LRPropModel(in_dim, m.temporal, m.dim, m.layers, m.heads, m.dropout)
+    return LRPropModel(in_dim, m.temporal, m.dim, m.layers, m.heads, m.dropout, m.positions)
 
 
 def build_loss(cfg: LRPropConfig, lambda1: float, lambda2: float) -> LRPropLoss:

@@ -1401,14 +1401,15 @@ class LRPropRecipe:
         progress: bool = True,
         stop_after_epoch: int | None = None,
     ) -> dict[str, Any]:
-        from procalign.config import dump_yaml
+        from procalign.config import dump_yaml, load_config
 
         validate_config(config)
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         text = dump_yaml(config)
         saved = run_dir / "config.yaml"
-        if resume and saved.exists() and saved.read_text() != text:
+        # compared as configs (defaults filled in), so a field added later does not block resuming
+        if resume and saved.exists() and load_config(LRPropConfig, saved) != config:
             raise ValueError(
                 f"{saved} holds a different config; resume with the same settings, pass "
                 "--no-resume to start over, or use another --out folder"

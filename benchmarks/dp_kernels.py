@@ -196,7 +196,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
     ap.add_argument("--markdown", default=None, help="also write the rows as a markdown table")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="threads for torch and numba alike (default: all cores)")
     args = ap.parse_args(argv)
+    if args.threads:
+        import numba
+
+        torch.set_num_threads(args.threads)
+        numba.set_num_threads(args.threads)
     print(f"procalign dp benchmark | python {platform.python_version()} | torch {torch.__version__} "
           f"| threads {torch.get_num_threads()} | {platform.processor() or platform.machine()}")
     r = args.repeats

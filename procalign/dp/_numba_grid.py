@@ -139,15 +139,15 @@ def _dtw_forward_one(C, ln, lm, out, P, b):  # pragma: no cover - compiled
         row = C[b, i]
         ch = choice[i]
         for j in range(m):
-            a = prev[j]
+            # strict comparisons in (diag, up, left) order keep the first on ties and
+            # compile to selects rather than branches
+            best = prev[j]
+            c = 0
             u = prev[j + 1]
-            if a <= u and a <= left:
-                best = a
-                c = 0
-            elif u <= left:
+            if u < best:
                 best = u
                 c = 1
-            else:
+            if left < best:
                 best = left
                 c = 2
             ch[j] = c

@@ -61,6 +61,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ValueError(f"config key {key!r} must be an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads "1e-3" (no dot) as a string; accept any float literal
+            try:
+                return float(value)
+            except ValueError:
+                raise ValueError(f"config key {key!r} must be a number, got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"config key {key!r} must be a number, got {value!r}")
         return float(value)

@@ -121,3 +121,12 @@ def test_cli_overrides_may_follow_options():
     assert sorted([*args.overrides, *extra]) == ["a.b=1", "c=2"]
     with pytest.raises(SystemExit):
         main(["train", "cpa", "--config", "x.yaml", "--bogus-flag"])
+
+
+def test_config_accepts_exponent_floats(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("optim:\n  lr: 1e-3\n")  # YAML 1.1 reads this as a string
+    assert load_config(_Cfg, f).optim.lr == 1e-3
+    assert load_config(_Cfg, overrides=["optim.lr=5e-4"]).optim.lr == 5e-4
+    with pytest.raises(ValueError, match="'optim.lr' must be a number"):
+        load_config(_Cfg, overrides=["optim.lr=fast"])

@@ -31,9 +31,10 @@ import math
 
 import torch
 import torch.nn.functional as Fn
-from torch import Tensor
+from torch import Tensor, nn
 
 from procalign import dp
+from procalign.masks import check_lengths, valid_mask
 
 RELATIONAL_MODES = ("row", "symmetric")
 STEP_FEATURE_MODES = ("random", "center", "first", "mean")
@@ -52,18 +53,12 @@ __all__ = [
     "relational_matrix",
     "step_loss",
     "uniform_bounds",
+    "CPALoss",
 ]
 
 
 def _lengths(lengths: Tensor | None, B: int, T: int, name: str, device) -> Tensor:
-    if lengths is None:
-        return torch.full((B,), T, dtype=torch.long, device=device)
-    lengths = torch.as_tensor(lengths, device=device).long()
-    if lengths.shape != (B,):
-        raise ValueError(f"{name} must have shape (B,)=({B},), got {tuple(lengths.shape)}")
-    if bool((lengths < 1).any()) or bool((lengths > T).any()):
-        raise ValueError(f"{name} must lie in [1, {T}], got {lengths.tolist()}")
-    return lengths
+    return check_lengths(lengths, B, T, name, device)
 
 
 def _check_features(x: Tensor, name: str) -> None:
@@ -80,8 +75,7 @@ def _check_pair(F1: Tensor, F2: Tensor, n1: str = "F1", n2: str = "F2") -> None:
         raise ValueError(f"{n1} {tuple(F1.shape)} and {n2} {tuple(F2.shape)} must agree on B and D")
 
 
-def _mask(lengths: Tensor, T: int) -> Tensor:
-    return torch.arange(T, device=lengths.device)[None, :] < lengths[:, None]
+_mask = valid_mask
 
 
 def relational_matrix(
@@ -322,3 +316,58 @@ def score_regression_loss(pred: Tensor, target: Tensor) -> Tensor:
     if pred.shape != target.shape:
         raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must match")
     return Fn.mse_loss(pred, target.to(pred.dtype))
+
+
+class CPALoss(nn.Module):
+    """The training loss of CPA: ``w_task L_task + w_align L_align + w_step L_step`` (Eq. 12).
+
+    ``forward(model, batch) -> (loss, logs)`` with ``batch`` holding ``x1``, ``x2``
+    (B, T, D_in), ``same`` (B,) bool, ``labels_1``, ``labels_2`` (B,) class indices (-1 unknown)
+    and, for quality assessment, ``scores_1``, ``scores_2`` (B,). ``model`` is a
+    :class:`procalign.models.cpa.CPAModel` (its pair structure, heads and step pooling).
+
+    L_step and L_align use the positive pairs only (the DPs run only on those); the task loss is
+    the cross-entropy of both videos of every pair (verification) or the squared error of the
+    predicted score difference in units of ``score_scale`` (quality). The public code weights the
+    terms 0.5 / 0.5 / 1.0 (the default); the paper sums them with equal weights.
+    """
+
+    def __init__(
+        self, task: float = 0.5, align: float = 0.5, step: float = 1.0, score_scale: float = 100.0
+    ) -> None:
+        super().__init__()
+        for name, w in (("task", task), ("align", align), ("step", step)):
+            if not w >= 0:
+                raise ValueError(f"loss weight {name} must be >= 0, got {w}")
+        self.w_task, self.w_align, self.w_step = float(task), float(align), float(step)
+        self.score_scale = float(score_scale)
+
+    def forward(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        F1, F2 = model.embed_pair(batch["x1"], batch["x2"])
+        same = batch["same"].bool()
+        logs: dict[str, float] = {}
+        zero = F1.sum() * 0.0
+        l_step = l_align = l_task = zero
+        out = None
+        if bool(same.any()) and (self.w_align > 0 or self.w_step > 0 or model.task == "quality"):
+            out = model.pair(F1[same], F2[same])
+            l_align = align_loss(out["distance"])
+            if out["values"] is not None:
+                l_step = step_loss(out["values"])
+        if model.task == "verification":
+            if model.classifier is not None and self.w_task > 0:
+                logits = model.video_logits(torch.cat([F1, F2]))
+                labels = torch.cat([batch["labels_1"], batch["labels_2"]])
+                l_task = cross_entropy_loss(logits, labels)
+                logs["acc"] = float((logits.argmax(-1) == labels).float().mean())
+        elif out is not None:
+            target = (batch["scores_1"][same] - batch["scores_2"][same]) / self.score_scale
+            pred = model.score_delta(F1[same], F2[same], out["bounds_1"], out["bounds_2"])
+            l_task = score_regression_loss(pred, target)
+        loss = self.w_task * l_task + self.w_align * l_align + self.w_step * l_step
+        logs.update(
+            l_task=float(l_task.detach()),
+            l_align=float(l_align.detach()),
+            l_step=float(l_step.detach()),
+        )
+        return loss, logs

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from procalign.dp import dtw, pairwise_costs, soft_dtw, soft_dtw_divergence
+from procalign.masks import check_lengths, valid_mask
 
 __all__ = [
     "SDTW_VARIANTS",
@@ -94,16 +95,7 @@ def _indices(idx: object, name: str, B: int, T: int, like: Tensor) -> Tensor:
 
 
 def _lengths(lengths: object, name: str, B: int, T: int, device: torch.device) -> Tensor:
-    if lengths is None:
-        return torch.full((B,), T, dtype=torch.long, device=device)
-    if not isinstance(lengths, Tensor):
-        lengths = torch.as_tensor(lengths)
-    if tuple(lengths.shape) != (B,):
-        raise ValueError(f"{name} must have shape (B,) = ({B},), got {tuple(lengths.shape)}")
-    lengths = lengths.to(device=device, dtype=torch.long)
-    if bool((lengths < 1).any()) or bool((lengths > T).any()):
-        raise ValueError(f"{name} must lie in [1, {T}], got {lengths.tolist()}")
-    return lengths
+    return check_lengths(lengths, B, T, name, device)
 
 
 def _positive(value: object, name: str) -> float:
@@ -114,9 +106,7 @@ def _positive(value: object, name: str) -> float:
     return float(value)
 
 
-def _valid(lengths: Tensor, T: int) -> Tensor:
-    """(B, T) bool, True on real frames."""
-    return torch.arange(T, device=lengths.device)[None, :] < lengths[:, None]
+_valid = valid_mask
 
 
 # ----------------------------------------------------------------------------- distributions

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from procalign._registry import Registry
+from procalign.masks import valid_mask as _valid_mask
 
 TEMPORAL: Registry = Registry("temporal encoder")
 
@@ -26,9 +27,9 @@ def valid_mask(lengths: Tensor | None, B: int, T: int, device: torch.device) -> 
     """(B, T) bool, True on real frames."""
     if lengths is None:
         return torch.ones(B, T, dtype=torch.bool, device=device)
-    if lengths.shape != (B,):
+    if tuple(lengths.shape) != (B,):
         raise ValueError(f"lengths must have shape (B,)=({B},), got {tuple(lengths.shape)}")
-    return torch.arange(T, device=device)[None, :] < lengths.to(device)[:, None]
+    return _valid_mask(lengths.to(device), T)
 
 
 def _check_input(x: Tensor, in_dim: int) -> None:

@@ -151,3 +151,125 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 def dump_yaml(config: Any) -> str:
     return yaml.safe_dump(to_dict(config), sort_keys=False)
+
+
+def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"optim.lr": 1e-3, ...}``: every leaf of a config (dataclass or mapping) by dotted key."""
+    tree = to_dict(config) if dataclasses.is_dataclass(config) else config
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v and all(isinstance(x, str) for x in v):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def config_diff(old: Any, new: Any, ignore: tuple[str, ...] = ()) -> list[str]:
+    """Dotted keys whose values differ between two configs, as ``"key: old -> new"`` lines.
+
+    Keys equal to or under an entry of ``ignore`` are left out.
+
+    >>> from dataclasses import make_dataclass
+    >>> C = make_dataclass("C", [("a", int, 1), ("b", int, 2)])
+    >>> config_diff(C(), C(b=3))
+    ['b: 2 -> 3']
+    """
+    a, b = flatten(old), flatten(new)
+
+    def ignored(k: str) -> bool:
+        return any(k == i or k.startswith(i + ".") for i in ignore)
+
+    keys = sorted(k for k in set(a) | set(b) if not ignored(k))
+    missing = object()
+    return [
+        f"{k}: {a.get(k, '(unset)')} -> {b.get(k, '(unset)')}"
+        for k in keys
+        if a.get(k, missing) != b.get(k, missing)
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Sections every method shares (a recipe may give other defaults through default_factory)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class OptimConfig:
+    """The optimiser and its schedule (one per trained model).
+
+    Attributes:
+        name: ``"adamw"`` (decoupled weight decay) or ``"adam"`` (L2 in the gradient).
+        lr, weight_decay: its settings.
+        schedule: ``"cosine"`` (linear warm-up for ``warmup`` epochs, then cosine decay to 0 at
+            the last epoch) or ``"constant"``.
+        warmup: warm-up epochs of the cosine schedule.
+        grad_clip: maximum gradient norm, or None.
+    """
+
+    name: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"
+    warmup: int = 0
+    grad_clip: float | None = None
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """How long, how, and where to train (same keys for every method).
+
+    Attributes:
+        epochs: passes over the training data (per model).
+        seed: seeds initialisation, batches and augmentation; training is deterministic for a
+            fixed seed, thread count and device.
+        batch_size: training examples per step (pairs for CPA, videos for LRProp).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
+        threads: torch and numba threads for the command (see :mod:`procalign.train.threads`);
+            None leaves the process's settings.
+        eval_every: evaluate every N epochs during training (0 = only at the end, by ``eval``).
+        stop_after_epoch: stop after this epoch as if killed (tests, time limits); rerunning
+            resumes. Not part of the run's identity.
+        per_class: per-class overrides of a method that trains one model per class (LRProp's
+            Table 5: ``{label: {num_frames, lambda1, lambda2}}``).
+    """
+
+    epochs: int = 20
+    seed: int = 0
+    batch_size: int = 16
+    device: str = "cpu"
+    threads: int | None = 1
+    eval_every: int = 0
+    stop_after_epoch: int | None = None
+    per_class: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+
+#: Keys that say how a run is executed, not what it computes: a rerun may change them.
+RUNTIME_KEYS = ("train.threads", "train.device", "train.stop_after_epoch")
+
+OPTIMIZERS = ("adamw", "adam")
+SCHEDULES = ("cosine", "constant")
+
+
+def validate_shared(optim: OptimConfig, train: TrainConfig) -> None:
+    """Errors naming the key for bad values of the shared sections."""
+    if optim.name not in OPTIMIZERS:
+        raise ValueError(f"optim.name must be one of {OPTIMIZERS}, got {optim.name!r}")
+    if optim.schedule not in SCHEDULES:
+        raise ValueError(f"optim.schedule must be one of {SCHEDULES}, got {optim.schedule!r}")
+    if not optim.lr > 0:
+        raise ValueError(f"optim.lr must be > 0, got {optim.lr}")
+    if optim.weight_decay < 0 or optim.warmup < 0:
+        raise ValueError("optim.weight_decay and optim.warmup must be >= 0")
+    if optim.grad_clip is not None and not optim.grad_clip > 0:
+        raise ValueError(f"optim.grad_clip must be None or > 0, got {optim.grad_clip}")
+    for key in ("epochs", "batch_size"):
+        if getattr(train, key) < 1:
+            raise ValueError(f"train.{key} must be >= 1, got {getattr(train, key)}")
+    if train.threads is not None and train.threads < 1:
+        raise ValueError(f"train.threads must be None or >= 1, got {train.threads}")
+    if train.eval_every < 0:
+        raise ValueError(f"train.eval_every must be >= 0, got {train.eval_every}")
+    if not isinstance(train.per_class, dict):
+        raise ValueError(f"train.per_class must be a mapping, got {train.per_class!r}")

@@ -94,10 +94,12 @@ def fit(
     start = 0
     seed_everything(seed)
     if resume and ckpt.latest() is not None:
+        # a resumed run replays from its checkpoint; epochs already done are not redone
         state = ckpt.load(model)
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state.get("scheduler") is not None:
             scheduler.load_state_dict(state["scheduler"])
+            _refresh_lr(optimizer, scheduler)
         set_rng_state(state["rng"])
         start = int(state["epoch"])
         history = list(state.get("history", []))
@@ -154,6 +156,22 @@ def fit(
     save_weights(model, run_dir / "model.safetensors", metadata)
     write_json(run_dir / "history.json", history)
     return FitResult(history, run_dir, resumed_from, times)
+
+
+def _refresh_lr(optimizer: torch.optim.Optimizer, scheduler: Any) -> None:
+    """Learning rates from the schedule built for *this* run's length.
+
+    The restored optimizer holds the rates of the old schedule; when a run is extended (more
+    epochs), a cosine schedule that had reached 0 must continue from its value under the new
+    length, or the extra epochs would not move the weights. For a resumed run of the same length
+    this recomputes the very same numbers.
+    """
+    lambdas = getattr(scheduler, "lr_lambdas", None)
+    if lambdas is None:
+        return
+    for group, base, fn in zip(optimizer.param_groups, scheduler.base_lrs, lambdas):
+        group["lr"] = base * fn(scheduler.last_epoch)
+    scheduler._last_lr = [g["lr"] for g in optimizer.param_groups]
 
 
 def _progress(items: Iterable[Any], show: bool, desc: str):

@@ -1,0 +1,550 @@
+"""Evaluation protocols: functions of an ``embed`` callable and plain arguments.
+
+Every method reports through these, so two methods evaluated on the same data are compared on
+the same pairs, clips and metric variants.
+
+* :func:`evaluation_pairs` - which pairs a verification is scored on (the dataset's own list, or
+  pairs sampled from the split), and a sentence saying which.
+* :func:`clip_verification` - SVIP's sequence-verification protocol: every video sampled as C
+  clips of T frames (offsets 1/4, 2/4, 3/4 inside T equal segments), pair distances averaged
+  over clips; AUC, EER and WDR rows per distance.
+* :func:`frame_alignment` - per class: Kendall's tau, cycle consistency, AP@K, DTW-alignment
+  accuracy, phase classification and progression of frame embeddings, each also on two
+  controls (``static``: every frame replaced by one frame of the video; ``shuffled``: frames
+  permuted) with the gap real - control.
+* :func:`video_level` - nearest-neighbour retrieval and verification AUC across classes, with one
+  label-blind embedding for every video.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import combinations, permutations
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from procalign.eval.report import row
+
+Embed = Callable[[Tensor], Tensor]  # (N, T, D_in) -> (N, T, D)
+PairFn = Callable[[Tensor, Tensor], Tensor]  # (B, T, D), (B, T, D) -> (B,)
+
+#: a verification on fewer pairs than this, or with a class of fewer videos, is flagged
+MIN_PAIRS = 50
+
+__all__ = [
+    "CONTROLS",
+    "Distance",
+    "clip_features",
+    "clip_verification",
+    "embed_clips",
+    "evaluation_pairs",
+    "frame_alignment",
+    "pair_distances",
+    "verification_rows",
+    "video_level",
+]
+
+
+# =============================================================================================
+# Pairs
+# =============================================================================================
+
+
+def evaluation_pairs(
+    videos: Sequence[Any],
+    own: Sequence[Any],
+    mode: str = "auto",
+    num: int = 400,
+    negatives: str = "prefer_same_task",
+    seed: int = 7,
+    limit: int | None = None,
+) -> tuple[list[Any], str, list[str]]:
+    """(pairs, where they come from, warnings) for a verification over ``videos``.
+
+    Args:
+        videos: the split's videos (``video_id``, ``label``, ``task``).
+        own: the dataset's own pair list for this split (may be empty).
+        mode: ``"auto"`` (own list when it has both classes, else sampled), ``"dataset"`` (own
+            list, an error without one) or ``"sampled"`` (``num`` pairs, half positive).
+        limit: keep the first N pairs.
+    """
+    from procalign.data.pairs import PairSampler
+    from procalign.data.records import VideoRecord
+
+    if mode not in ("auto", "dataset", "sampled"):
+        raise ValueError(f"eval.pairs must be auto, dataset or sampled, got {mode!r}")
+    notes: list[str] = []
+    own = list(own)
+    usable = bool(own) and len({bool(p.same) for p in own}) == 2
+    if mode == "dataset" and not usable:
+        raise ValueError(
+            "eval.pairs=dataset, but the dataset has no pair list with both positive and "
+            f"negative pairs for this split ({len(own)} pairs)"
+        )
+    if mode != "sampled" and usable:
+        pairs, source = own, f"the dataset's own list ({len(own)} pairs)"
+    else:
+        if own and mode == "sampled":
+            notes.append(
+                f"eval.pairs=sampled ignores the dataset's own list of {len(own)} pairs"
+            )
+        elif own:
+            notes.append(f"the dataset's {len(own)} pairs hold one class only: sampled instead")
+        recs = [VideoRecord(v.video_id, label=v.label, task=v.task) for v in videos]
+        pairs = PairSampler(recs, negatives=negatives, seed=seed).sample(num, 0.5)
+        source = f"{len(pairs)} pairs sampled from {len(recs)} videos"
+    if limit is not None:
+        pairs = pairs[:limit]
+    if not pairs:
+        raise ValueError("no evaluation pairs")
+    ids = {v for p in pairs for v in (p.video_id_1, p.video_id_2)}
+    per_label: dict[str, int] = {}
+    for v in videos:
+        if v.video_id in ids:
+            per_label[str(v.label)] = per_label.get(str(v.label), 0) + 1
+    if len(pairs) < MIN_PAIRS:
+        notes.append(f"only {len(pairs)} evaluation pairs (< {MIN_PAIRS}): the figures are noisy")
+    lonely = sorted(k for k, n in per_label.items() if n < 2)
+    if lonely:
+        notes.append(f"{len(lonely)} class(es) have fewer than 2 test videos, e.g. {lonely[:3]}")
+    return pairs, source, notes
+
+
+# =============================================================================================
+# SVIP clip verification
+# =============================================================================================
+
+
+def clip_features(
+    features: np.ndarray, T: int, offsets: Sequence[float], boundaries: str = "even"
+) -> np.ndarray:
+    """SVIP clips of one video: (L, D) features (or (L, ...) frames) -> (C, T, D) (or
+    (C, T, ...)), clip c taking offset ``offsets[c]`` inside each of T equal segments (frames
+    repeat when L < T)."""
+    from procalign.data.sampling import clip_indices
+
+    if features.ndim < 2 or len(features) < 1:
+        raise ValueError(f"features must be (L, D) with L >= 1, got shape {features.shape}")
+    idx = clip_indices(len(features), T, list(offsets), boundaries=boundaries)
+    out = np.asarray(features[idx])
+    return out.astype(np.float32) if out.dtype != np.uint8 else out
+
+
+@torch.no_grad()
+def embed_clips(embed: Embed, clips: Tensor, batch_size: int = 256) -> Tensor:
+    """(V, C, T, D_in) clips -> (V, C, T, D) embeddings, ``batch_size`` clips per call."""
+    V, C = clips.shape[:2]
+    flat = clips.reshape(V * C, *clips.shape[2:])
+    out = [embed(flat[s : s + batch_size]) for s in range(0, len(flat), batch_size)]
+    return torch.cat(out).reshape(V, C, *out[0].shape[1:])
+
+
+@torch.no_grad()
+def pair_distances(
+    fn: PairFn,
+    emb: Tensor,
+    index: Mapping[str, int],
+    pairs: Sequence[tuple[str, str]],
+    batch_size: int = 128,
+) -> np.ndarray:
+    """Mean over clips of ``fn`` for each pair -> (P,). ``emb`` (V, C, T, D)."""
+    C = emb.shape[1]
+    ia = torch.tensor([index[a] for a, _ in pairs])
+    ib = torch.tensor([index[b] for _, b in pairs])
+    out = []
+    step = max(1, batch_size // C)
+    for s in range(0, len(pairs), step):
+        A = emb[ia[s : s + step]]
+        B = emb[ib[s : s + step]]
+        d = fn(A.flatten(0, 1), B.flatten(0, 1)).reshape(len(A), C)
+        out.append(d.mean(1))
+    return torch.cat(out).double().numpy()
+
+
+def verification_rows(
+    distances: np.ndarray, same: np.ndarray, steps_1, steps_2, variant: str, distance: str
+) -> list[dict[str, Any]]:
+    """AUC, EER and (with step lists) WDR rows for one distance."""
+    from procalign.eval import verification_auc, verification_eer, wrong_distance_ratio
+
+    def r(metric: str, value: float, higher: bool, note: str = "") -> dict[str, Any]:
+        return row(metric, value, f"{distance},{variant}{note}", higher, distance=distance)
+
+    rows = [
+        r("auc", verification_auc(distances, same), True),
+        r("eer", verification_eer(distances, same), False),
+    ]
+    if steps_1 is not None:
+        keep = np.array(
+            [bool(s) or (tuple(a) != tuple(b)) for s, a, b in zip(same, steps_1, steps_2)]
+        )
+        dropped = int((~keep).sum())
+        if keep.any() and same[keep].any() and (~same[keep]).any():
+            wdr = wrong_distance_ratio(
+                distances[keep],
+                same[keep],
+                [steps_1[i] for i in np.flatnonzero(keep)],
+                [steps_2[i] for i in np.flatnonzero(keep)],
+            )
+            rows.append(r("wdr", wdr, True, f",dropped_identical_scripts={dropped}" if dropped else ""))
+    return rows
+
+
+@dataclass
+class Distance:
+    """One distance of a verification report.
+
+    Attributes:
+        label: its name in the report (``cpa``, ``dtw``, ``cpa@K=4``, ``raw_dtw``...).
+        fn: ``(F1 (B, T, D), F2 (B, T, D)) -> (B,)``.
+        on_inputs: computed on the input clips, not on the embeddings (untrained baselines).
+        variant: extra variant text (``K=6``).
+    """
+
+    label: str
+    fn: PairFn
+    on_inputs: bool = False
+    variant: str = ""
+
+
+def clip_verification(
+    features: Callable[[str], np.ndarray],
+    pairs: Sequence[Any],
+    embed: Embed,
+    distances: Sequence[Distance],
+    *,
+    T: int,
+    offsets: Sequence[float] = (0.25, 0.5, 0.75),
+    boundaries: str = "even",
+    steps: Callable[[str], Any] | None = None,
+    batch_size: int = 128,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """SVIP-protocol verification: rows (AUC, EER, WDR) for each distance over the same clips.
+
+    Args:
+        features: ``video_id -> (L, D_in)`` inputs.
+        pairs: records with ``video_id_1``, ``video_id_2``, ``same``.
+        embed: ``(N, T, D_in) -> (N, T, D)`` (eval mode, no gradient).
+        steps: ``video_id -> step list`` (WDR), or None.
+    """
+    from tqdm.auto import tqdm
+
+    ids = sorted({p.video_id_1 for p in pairs} | {p.video_id_2 for p in pairs})
+    index = {v: i for i, v in enumerate(ids)}
+    clips = torch.from_numpy(np.stack([clip_features(features(i), T, offsets, boundaries) for i in ids]))
+    emb = embed_clips(embed, clips, batch_size)
+    same = np.array([bool(p.same) for p in pairs])
+    have_steps = steps is not None and all(steps(i) for i in ids)
+    steps_1 = [steps(p.video_id_1) for p in pairs] if have_steps else None
+    steps_2 = [steps(p.video_id_2) for p in pairs] if have_steps else None
+    id_pairs = [(p.video_id_1, p.video_id_2) for p in pairs]
+    rows: list[dict[str, Any]] = []
+    timings: dict[str, float] = {}
+    C = len(offsets)
+    for dist in tqdm(distances, desc="eval", disable=not progress, leave=False):
+        t0 = time.perf_counter()
+        d = pair_distances(dist.fn, clips if dist.on_inputs else emb, index, id_pairs, batch_size)
+        timings[dist.label] = time.perf_counter() - t0
+        variant = f"svip_{C}clips,T={T}" + (f",{dist.variant}" if dist.variant else "")
+        rows += verification_rows(d, same, steps_1, steps_2, variant, dist.label)
+    return {
+        "task": "verification",
+        "num_pairs": len(pairs),
+        "num_positive": int(same.sum()),
+        "num_videos": len(ids),
+        "metrics": rows,
+        "seconds": timings,
+    }
+
+
+# =============================================================================================
+# Frame alignment (per class) and video-level metrics
+# =============================================================================================
+
+CONTROLS = ("static", "shuffled")
+#: the frame-alignment metrics that a control is computed for
+_CONTROLLED = ("kendalls_tau[tau_a]", "kendalls_tau[tcc]", "cycle_consistency",
+               "dtw_alignment_accuracy", "phase_progression")
+
+
+def l2_normalise(embs: list[np.ndarray], normalize: bool) -> list[np.ndarray]:
+    if not normalize:
+        return [e.astype(np.float64) for e in embs]
+    return [e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12) for e in embs]
+
+
+def _pairs(n: int, ordered: bool, cap: int | None, seed: int = 0) -> list[tuple[int, int]]:
+    pairs = list(permutations(range(n), 2) if ordered else combinations(range(n), 2))
+    if cap is not None and len(pairs) > cap:
+        keep = np.random.default_rng(seed).choice(len(pairs), size=cap, replace=False)
+        pairs = [pairs[i] for i in np.sort(keep)]
+    return pairs
+
+
+def control_inputs(xs: Sequence[np.ndarray], control: str, seed: int = 0) -> list[np.ndarray]:
+    """The inputs of a control: ``static`` repeats each video's middle frame L times;
+    ``shuffled`` permutes each video's frames (fixed seed). Shapes are unchanged."""
+    rng = np.random.default_rng(seed)
+    if control == "static":
+        return [np.repeat(np.asarray(x[len(x) // 2 : len(x) // 2 + 1]), len(x), 0) for x in xs]
+    if control == "shuffled":
+        return [np.asarray(x)[rng.permutation(len(x))] for x in xs]
+    raise ValueError(f"control must be one of {CONTROLS}, got {control!r}")
+
+
+def _class_metrics(
+    E: Any,
+    te: list[np.ndarray],
+    labels: list[np.ndarray | None],
+    tr: list[np.ndarray] | None,
+    tr_labels: list[np.ndarray] | None,
+    num_phases: int | None,
+    *,
+    stride: int,
+    distance: str,
+    ks: Sequence[int],
+    fractions: Sequence[float],
+    classifiers: Sequence[str],
+    max_pairs: int | None,
+) -> dict[str, float]:
+    res: dict[str, float] = {}
+    if len(te) >= 2:
+        ordered = _pairs(len(te), True, max_pairs)
+        for variant in ("tcc", "tau_a"):
+            taus = np.array(
+                [
+                    E.kendalls_tau(te[a], te[b], stride, variant=variant, distance=distance)
+                    for a, b in ordered
+                ]
+            )
+            # tau-b is undefined (NaN) for a pair whose frames all share one neighbour
+            undefined = int(np.isnan(taus).sum())
+            res[f"kendalls_tau[{variant}]"] = (
+                float(np.nanmean(taus)) if undefined < len(taus) else float("nan")
+            )
+            if variant == "tcc":
+                res["kendalls_tau_undefined_pairs[tcc]"] = float(undefined)
+        res["cycle_consistency"] = float(
+            np.mean(
+                [
+                    E.cycle_consistency(te[a], te[b], stride=stride, distance=distance)
+                    for a, b in ordered
+                ]
+            )
+        )
+    if all(x is not None for x in labels) and len(te) >= 2:
+        for k in ks:
+            try:
+                res[f"ap@{k}"] = E.average_precision_at_k(
+                    te, labels, k, variant="carl", stride=stride, distance=distance
+                )
+            except ValueError:
+                pass  # fewer candidate frames than K: AP@K undefined, not reported
+        res["dtw_alignment_accuracy"] = float(
+            np.mean(
+                [
+                    E.dtw_alignment_accuracy(te[a], te[b], labels[a], labels[b], distance=distance)
+                    for a, b in _pairs(len(te), False, max_pairs)
+                ]
+            )
+        )
+        if tr is not None and tr_labels is not None:
+            for clf in classifiers:
+                try:
+                    accs = E.phase_classification(
+                        tr, tr_labels, te, labels, fractions=fractions, classifier=clf
+                    )
+                except ValueError:
+                    continue  # a label fraction with a single phase
+                for frac, acc in accs.items():
+                    res[f"phase_classification@{frac:g}[{clf}]"] = acc
+            if num_phases is not None and num_phases >= 2:
+                res["phase_progression"] = E.phase_progression(
+                    tr,
+                    [E.progress_targets(x, num_phases) for x in tr_labels],
+                    te,
+                    [E.progress_targets(x, num_phases) for x in labels],
+                )
+    return res
+
+
+def frame_alignment(
+    classes: Sequence[str],
+    test: Mapping[str, Sequence[Any]],
+    train: Mapping[str, Sequence[Any]],
+    embedders: Mapping[str, Callable[[list[np.ndarray]], list[np.ndarray]]],
+    num_phases: Mapping[str, int] | None = None,
+    *,
+    stride: int = 1,
+    distance: str = "sqeuclidean",
+    normalize: bool = True,
+    ks: Sequence[int] = (5, 10, 15),
+    fractions: Sequence[float] = (0.1, 0.5, 1.0),
+    classifiers: Sequence[str] = ("linear_svm",),
+    max_pairs: int | None = None,
+    controls: Sequence[str] = CONTROLS,
+    progress: bool = False,
+) -> dict[str, dict[str, float]]:
+    """Per class: frame-alignment metrics of ``embedders[label]`` on its test videos.
+
+    ``test[label]`` / ``train[label]`` hold videos with ``features`` (L, D_in) and ``phases``
+    (L,) or None. Metrics over pairs of test videos (all of them, or ``max_pairs`` drawn with a
+    fixed seed): Kendall's tau (``tcc`` and ``tau_a``, ordered pairs), cycle consistency; with
+    phase labels AP@K (``carl``), DTW-alignment accuracy, phase classification (probes fit on
+    the training videos' embeddings) and phase progression. For each control in ``controls``
+    the pair metrics are recomputed with the test inputs replaced by the control's
+    (:func:`control_inputs`), as ``<metric>@<control>``, and ``<metric>@gap_<control>`` is real
+    minus control: a model that reads the frame index, not the frames, keeps its tau on
+    ``static`` input and has a gap near 0.
+
+    Returns ``{label: {metric: value}}`` (plus ``eval_seconds``).
+    """
+    import procalign.eval as E
+
+    settings = dict(stride=stride, distance=distance, ks=ks, fractions=fractions,
+                    classifiers=classifiers, max_pairs=max_pairs)
+    per_class: dict[str, dict[str, float]] = {}
+    for label in classes:
+        embed = embedders[label]
+        t0 = time.perf_counter()
+        te_v = list(test[label])
+        labels = [v.phases for v in te_v]
+        tr_v = list(train.get(label, []))
+        have_tr = bool(tr_v) and all(v.phases is not None for v in tr_v)
+        tr = l2_normalise(embed([v.features for v in tr_v]), normalize) if have_tr and all(
+            x is not None for x in labels
+        ) else None
+        tr_labels = [v.phases for v in tr_v] if tr is not None else None
+        n_ph = (num_phases or {}).get(label)
+        xs = [np.asarray(v.features) for v in te_v]
+        res = _class_metrics(E, l2_normalise(embed(xs), normalize), labels, tr, tr_labels,
+                             n_ph, **settings)
+        for control in controls:
+            ctl = _class_metrics(
+                E, l2_normalise(embed(control_inputs(xs, control)), normalize), labels, tr,
+                tr_labels, n_ph, **{**settings, "classifiers": ()},
+            )
+            for name in _CONTROLLED:
+                if name in res and name in ctl:
+                    res[f"{name}@{control}"] = ctl[name]
+                    res[f"{name}@gap_{control}"] = res[name] - ctl[name]
+        res["eval_seconds"] = time.perf_counter() - t0
+        per_class[label] = res
+        if progress:
+            print(f"  {label}: " + ", ".join(f"{k}={v:.3f}" for k, v in res.items()), flush=True)
+    return per_class
+
+
+def video_distances(query: np.ndarray, cands: list[np.ndarray], distance: str) -> np.ndarray:
+    """Length-normalised DTW cost ``dtw / (N + M_b)`` (B,) between one video (N, D) and each
+    candidate (M_b, D)."""
+    from scipy.spatial.distance import cdist
+
+    from procalign.dp import dtw
+
+    lm = np.array([len(c) for c in cands])
+    flat = cdist(query, np.concatenate(cands), metric=distance)  # (N, sum M_b)
+    costs = np.zeros((len(cands), len(query), int(lm.max())))
+    starts = np.concatenate([[0], np.cumsum(lm)[:-1]])
+    for b, (s0, m) in enumerate(zip(starts, lm)):
+        costs[b, :, :m] = flat[:, s0 : s0 + m]
+    ln = np.full(len(cands), len(query))
+    values = dtw(torch.from_numpy(costs), torch.from_numpy(ln), torch.from_numpy(lm)).values.numpy()
+    return values / (ln + lm)
+
+
+def video_level(
+    queries: Sequence[Any],
+    pool: Sequence[Any],
+    embed: Callable[[list[np.ndarray]], list[np.ndarray]],
+    *,
+    distance: str = "sqeuclidean",
+    normalize: bool = True,
+    retrieval_ks: Sequence[int] = (1, 5),
+) -> dict[str, Any]:
+    """Retrieval precision@K and verification AUC of ``queries`` against a candidate ``pool``.
+
+    ``embed`` must not depend on a video's label: every video, query or candidate, goes through
+    the same function (a test shuffles the labels and checks the scores' inputs do not move).
+    Distances: length-normalised DTW ``dtw / (N + M)``. Per query label: mean precision@K
+    (candidates of the query's label among the K nearest, the query itself left out) and the
+    ROC-AUC of all (query, candidate) pairs, "same label" positive; plus the pooled AUC.
+    """
+    from procalign.eval import verification_auc
+
+    pool = list(pool)
+    where = {v.video_id: i for i, v in enumerate(pool)}
+    extra = [q for q in queries if q.video_id not in where]
+    everyone = pool + extra
+    where.update({q.video_id: len(pool) + i for i, q in enumerate(extra)})
+    embs = l2_normalise(embed([np.asarray(v.features) for v in everyone]), normalize)
+    pool_labels = np.array([str(v.label) for v in pool])
+    by_label: dict[str, dict[str, list]] = {}
+    all_d, all_s = [], []
+    for q in queries:
+        qi = where[q.video_id]
+        keep = [i for i in range(len(pool)) if i != qi]
+        d = video_distances(embs[qi], [embs[i] for i in keep], distance)
+        same = pool_labels[keep] == str(q.label)
+        order = np.argsort(d, kind="stable")
+        acc = by_label.setdefault(str(q.label), {"d": [], "s": [], **{k: [] for k in retrieval_ks}})
+        for k in retrieval_ks:
+            acc[k].append(float(same[order[:k]].mean()))
+        acc["d"].append(d)
+        acc["s"].append(same)
+        all_d.append(d)
+        all_s.append(same)
+    per_label: dict[str, dict[str, float]] = {}
+    for label, acc in by_label.items():
+        res = {f"retrieval_precision@{k}": float(np.mean(acc[k])) for k in retrieval_ks}
+        d, s = np.concatenate(acc["d"]), np.concatenate(acc["s"])
+        if 0 < s.sum() < s.size:
+            res["verification_auc"] = verification_auc(d, s)
+        per_label[label] = res
+    d, s = np.concatenate(all_d), np.concatenate(all_s)
+    pooled = verification_auc(d, s) if 0 < s.sum() < s.size else float("nan")
+    return {"per_label": per_label, "pooled_auc": pooled}
+
+
+def _split_control(name: str) -> tuple[str, str]:
+    for c in CONTROLS:
+        for suffix in (f"@gap_{c}", f"@{c}"):
+            if name.endswith(suffix):
+                return name[: -len(suffix)], suffix[1:]
+    return name, ""
+
+
+def mean_rows(
+    per_class: Mapping[str, Mapping[str, float]], variant_of: Callable[[str], str]
+) -> list[dict[str, Any]]:
+    """Rows of per-class metrics averaged over classes.
+
+    A name ``metric[variant]`` becomes metric and variant; ``...@static`` / ``...@gap_static``
+    (see :func:`frame_alignment`) become rows with ``control`` set and ``control=...`` in the
+    variant. ``variant_of(metric)`` adds the protocol settings.
+    """
+    rows = []
+    names = sorted({k for r in per_class.values() for k in r} - {"eval_seconds"})
+    for name in names:
+        vals = [r[name] for r in per_class.values() if name in r]
+        base, control = _split_control(name)
+        metric, _, variant = base.partition("[")
+        variant = variant.rstrip("]")
+        if base == "kendalls_tau[tcc]":
+            variant = "tcc,undefined_pairs_dropped"
+        parts = [variant, variant_of(metric), f"control={control}" if control else ""]
+        full = ",".join(x for x in parts if x)
+        higher = not metric.endswith("undefined_pairs")
+        extra = {"control": control} if control else {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            value = float(np.nanmean(vals))
+        rows.append(row(metric, value, f"{full},mean_of_{len(vals)}_classes", higher, **extra))
+    return rows

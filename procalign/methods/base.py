@@ -1,0 +1,127 @@
+"""The method contract: what a recipe supplies, and nothing more.
+
+A recipe is a config dataclass (sections ``data``, ``model``, ``loss``, ``optim``, ``train``,
+``eval``) plus a few functions that turn the config into plain objects:
+
+* :meth:`Recipe.describe` - what the run records about its data (``meta.json``: input size,
+  class names, ...), from which :meth:`Recipe.build` rebuilds the models without the data;
+* :meth:`Recipe.build` - ``{part name: model}``: one model (``""``) or several (LRProp's one model
+  per class, ``"classes/<label>"``), initialised from the seed;
+* :meth:`Recipe.trainer` - for one part: its loss ``(model, batch) -> (loss, logs)``, its batch
+  source ``epoch -> batches`` (deterministic in seed and epoch), seed and optimiser settings;
+* :meth:`Recipe.evaluate` - the evaluation protocols of :mod:`procalign.eval.protocols` it
+  uses, called with an ``embed`` callable; returns report rows;
+* :meth:`Recipe.verify` - are two videos the same procedure, and where do they differ.
+
+Everything else (run folder, loop, checkpoints, resume / refuse / extend, threads and device,
+logging, the JSON report, CLI verbs) is shared: :mod:`procalign.train.runner`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from procalign.config import OptimConfig, validate_shared
+from procalign.data.featureset import FeatureSet, load_featureset
+
+
+@dataclass
+class TrainSpec:
+    """How one model (part) of a run is trained.
+
+    Attributes:
+        loss: ``(model, batch) -> (loss, logs)``; logs are floats averaged per epoch.
+        batches: ``epoch -> iterable of batches``, a pure function of (seed, epoch).
+        seed: seeds the loop (and the resumed RNG state).
+        optim: optimiser and schedule.
+        epochs: epochs of this part.
+        metadata: strings stored in its safetensors files.
+        eval_fn: optional ``(model, epoch) -> {metric: value}`` logged during training.
+        summary: facts about the part for ``summary.json``.
+    """
+
+    loss: Callable[[nn.Module, Any], Any]
+    batches: Callable[[int], Iterable[Any]]
+    seed: int
+    optim: OptimConfig
+    epochs: int
+    metadata: dict[str, str] = field(default_factory=dict)
+    eval_fn: Callable[[nn.Module, int], dict[str, float]] | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+class Recipe:
+    """Base class of every method's recipe (register one with ``@METHODS.register(name)``)."""
+
+    name: str = ""
+    config_cls: type = object
+    #: evaluation protocols the method reports (names in :mod:`procalign.eval.protocols`)
+    protocols: tuple[str, ...] = ()
+
+    # ----------------------------------------------------------------- config and data
+    def validate(self, config: Any) -> None:
+        """Raise ValueError naming the key of any inconsistent setting (nothing runs first)."""
+        validate_shared(config.optim, config.train)
+
+    def load_data(self, config: Any, run_dir: Path | None, progress: bool) -> FeatureSet:
+        """The run's videos (features computed on the fly are cached under ``run_dir``)."""
+        cache = None if run_dir is None else Path(run_dir) / "features"
+        return load_featureset(config.data, cache, progress)
+
+    def min_frames(self, config: Any) -> tuple[int, str]:
+        """(frames every video needs, why) for :meth:`FeatureSet.validate`."""
+        return 1, ""
+
+    def check_data(self, config: Any, data: FeatureSet) -> None:
+        """Every problem of the inputs, named by file, before anything is written."""
+        n, why = self.min_frames(config)
+        data.validate(n, why)
+
+    def describe(self, config: Any, data: FeatureSet) -> dict[str, Any]:
+        """What ``meta.json`` records; :meth:`build` must work from it alone."""
+        return {**data.info(), "classes": data.labels(config.data.train_split)}
+
+    # ----------------------------------------------------------------- models and training
+    def build(self, config: Any, info: Mapping[str, Any]) -> dict[str, nn.Module]:
+        raise NotImplementedError
+
+    def trainer(
+        self, config: Any, data: FeatureSet, info: Mapping[str, Any], part: str, model: nn.Module
+    ) -> TrainSpec:
+        raise NotImplementedError
+
+    def finish(
+        self, config: Any, data: FeatureSet, models: dict[str, nn.Module], run_dir: Path
+    ) -> dict[str, Any]:
+        """After every part is trained (e.g. choose a decision threshold); returns facts."""
+        return {}
+
+    # ----------------------------------------------------------------- evaluation
+    def evaluate(
+        self,
+        config: Any,
+        data: FeatureSet,
+        models: dict[str, nn.Module],
+        info: Mapping[str, Any],
+        progress: bool,
+    ) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def verify(
+        self,
+        config: Any,
+        models: dict[str, nn.Module],
+        info: Mapping[str, Any],
+        a: np.ndarray,
+        b: np.ndarray,
+        threshold: float | None,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """``a``, ``b``: (L, D_in) inputs -> at least ``distance``, ``same`` (or None)."""
+        raise NotImplementedError

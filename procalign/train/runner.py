@@ -1,0 +1,291 @@
+"""Run folders and the one driver every method trains, evaluates and verifies through.
+
+A run folder belongs to the run that made it::
+
+    config.yaml        the config actually used (defaults filled in)
+    meta.json          method, procalign version, what the run knows about its data
+    log.jsonl          one line per epoch / resume
+    checkpoints/       resumable state (see procalign.train.checkpoint)
+    model.safetensors  final weights (one part) or classes/<label>/... (one model per class)
+    summary.json, eval.json, threshold.json
+
+Rules (each tested):
+
+* settings are compared before anything is written: a rerun whose config differs from
+  ``config.yaml`` (other than the run-time keys ``train.threads``, ``train.device``,
+  ``train.stop_after_epoch``) is refused with one line naming the keys, and the run stays as it
+  was. ``extend=True`` accepts a larger ``train.epochs`` and really trains the new epochs (the
+  learning-rate schedule is rebuilt for the new length);
+* the data is loaded and validated before the first write, so bad data never touches a run;
+* every file is replaced atomically and only after the step that produces it succeeded; a run
+  killed at any moment resumes from its last checkpoint and ends bit-identical to an
+  uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from procalign._io import atomic_write_text
+from procalign.config import RUNTIME_KEYS, config_diff, dump_yaml, load_config
+from procalign.train.checkpoint import Checkpointer, load_weights, write_json
+from procalign.train.loop import cosine_warmup, fit
+from procalign.train.threads import compute, resolve_device
+
+__all__ = ["RunConflict", "RunFolder", "evaluate_run", "load_run", "train_run"]
+
+
+class RunConflict(ValueError):
+    """A command would change or misdescribe a run folder that holds other work."""
+
+
+class RunFolder:
+    """Reads and guards one run folder."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.yaml"
+
+    def meta(self) -> dict[str, Any] | None:
+        p = self.path / "meta.json"
+        return json.loads(p.read_text()) if p.is_file() else None
+
+    def saved_config(self, config_cls: type) -> Any | None:
+        if not self.config_path.is_file():
+            return None
+        return load_config(config_cls, self.config_path)
+
+    def part_dir(self, part: str) -> Path:
+        return self.path / part if part else self.path
+
+    def check(self, method: str, config: Any, *, resume: bool, extend: bool) -> list[str]:
+        """Refuse (RunConflict) a config that does not belong to this run; returns the diff."""
+        meta = self.meta()
+        if meta is not None and meta.get("method") not in (None, method):
+            raise RunConflict(
+                f"{self.path} is a {meta['method']!r} run, not {method!r}; use another --out folder"
+            )
+        saved = self.saved_config(type(config))
+        if saved is None or not resume:
+            return []
+        diff = config_diff(saved, config, ignore=RUNTIME_KEYS)
+        if not diff:
+            return []
+        only_epochs = all(d.startswith("train.epochs:") for d in diff)
+        if extend and only_epochs and config.train.epochs > saved.train.epochs:
+            return diff
+        hint = (
+            " (--extend trains the extra epochs of this run)"
+            if only_epochs and config.train.epochs > saved.train.epochs
+            else ""
+        )
+        raise RunConflict(
+            f"{self.path} holds a run with other settings ({'; '.join(diff)}); it is left "
+            f"unchanged: train into a new folder with --out NEW{hint}, or rerun without "
+            "--config to resume it as it is"
+        )
+
+    def write_start(self, config: Any, meta: dict[str, Any]) -> None:
+        saved = self.meta()
+        if saved is not None:
+            for key in ("in_dim", "classes"):
+                if key in saved and key in meta and saved[key] != meta[key]:
+                    raise RunConflict(
+                        f"{self.path} was trained on data with {key}={saved[key]!r}; the data "
+                        f"now has {key}={meta[key]!r}. Train into a new folder with --out NEW"
+                    )
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.config_path, dump_yaml(config))
+        write_json(self.path / "meta.json", meta)
+
+
+def _optimizer(model: torch.nn.Module, optim: Any) -> torch.optim.Optimizer:
+    cls = torch.optim.AdamW if optim.name == "adamw" else torch.optim.Adam
+    return cls(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
+
+
+def _finished(part_dir: Path, epochs: int) -> bool:
+    """Weights of a part whose last checkpoint reached ``epochs``."""
+    if not (part_dir / "model.safetensors").is_file():
+        return False
+    latest = Checkpointer(part_dir).latest()
+    if latest is None:
+        return True
+    return int(latest.name.split("_")[-1]) >= epochs
+
+
+def train_run(
+    recipe: Any,
+    config: Any,
+    run_dir: str | Path,
+    *,
+    resume: bool = True,
+    extend: bool = False,
+    progress: bool = True,
+    data: Any = None,
+) -> dict[str, Any]:
+    """Train every part of ``recipe`` into ``run_dir``; returns the summary (``summary.json``).
+
+    ``resume=False`` starts the folder over; ``data`` reuses an already loaded FeatureSet.
+    """
+    import procalign
+
+    recipe.validate(config)
+    run = RunFolder(run_dir)
+    run.check(recipe.name, config, resume=resume, extend=extend)
+    device = resolve_device(config.train.device)
+    t0 = time.perf_counter()
+    with compute(config.train.threads):
+        data = data if data is not None else recipe.load_data(config, run.path, progress)
+        recipe.check_data(config, data)
+        info = {"method": recipe.name, "procalign_version": procalign.__version__}
+        info.update(recipe.describe(config, data))
+        run.write_start(config, info)
+        models = recipe.build(config, info)
+        parts = []
+        for part, model in models.items():
+            part_dir = run.part_dir(part)
+            spec = recipe.trainer(config, data, info, part, model)
+            model.to(device)
+            if resume and _finished(part_dir, spec.epochs):
+                load_weights(model, part_dir / "model.safetensors")
+                parts.append({"part": part, "status": "already trained", **spec.summary})
+                continue
+            if progress and len(models) > 1:
+                print(f"{recipe.name}: training {part}", flush=True)
+            opt = _optimizer(model, spec.optim)
+            sched = (
+                cosine_warmup(opt, spec.epochs, spec.optim.warmup)
+                if spec.optim.schedule == "cosine"
+                else None
+            )
+            result = fit(
+                model,
+                _on_device(spec.loss, device),
+                spec.batches,
+                opt,
+                spec.epochs,
+                part_dir,
+                scheduler=sched,
+                eval_fn=spec.eval_fn,
+                eval_every=max(1, config.train.eval_every),
+                resume=resume,
+                seed=spec.seed,
+                grad_clip=spec.optim.grad_clip,
+                progress=progress,
+                metadata={"method": recipe.name, **spec.metadata},
+                stop_after_epoch=config.train.stop_after_epoch,
+            )
+            times = result.seconds_per_epoch
+            parts.append(
+                {
+                    "part": part,
+                    "epochs_done": len(result.history),
+                    "resumed_from_epoch": result.resumed_from_epoch,
+                    "seconds_per_epoch": sum(times) / len(times) if times else None,
+                    "last_epoch": result.history[-1] if result.history else None,
+                    **spec.summary,
+                }
+            )
+            if len(result.history) < spec.epochs:  # stopped early (stop_after_epoch)
+                break
+        finished = len(parts) == len(models) and all(
+            p.get("status") == "already trained" or p["epochs_done"] >= config.train.epochs
+            for p in parts
+        )
+        summary: dict[str, Any] = {
+            "method": recipe.name,
+            "run_dir": str(run.path),
+            "data": data.description,
+            "finished": finished,
+            "parts": parts,
+            "wall_seconds": time.perf_counter() - t0,
+        }
+        if finished:
+            summary.update(recipe.finish(config, data, models, run.path))
+        write_json(run.path / "summary.json", summary)
+        return summary
+
+
+def _on_device(loss, device: torch.device):
+    if device.type == "cpu":
+        return loss
+
+    def moved(model, batch):
+        if isinstance(batch, dict):
+            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        return loss(model, batch)
+
+    return moved
+
+
+def load_run(
+    recipe: Any, run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()
+) -> tuple[Any, dict[str, Any], dict[str, torch.nn.Module]]:
+    """(config, meta, models with trained weights in eval mode) of a finished run."""
+    run = RunFolder(run_dir)
+    for name in ("config.yaml", "meta.json"):
+        if not (run.path / name).is_file():
+            raise FileNotFoundError(
+                f"{run.path} is not a finished {recipe.name} run: no {name} (train with "
+                f"`procalign train {recipe.name} --out {run.path}`)"
+            )
+    meta = run.meta() or {}
+    if meta.get("method") not in (None, recipe.name):
+        raise RunConflict(f"{run.path} is a {meta['method']!r} run, not {recipe.name!r}")
+    config = load_config(recipe.config_cls, run.config_path, list(overrides))
+    recipe.validate(config)
+    models = recipe.build(config, meta)
+    device = resolve_device(config.train.device)
+    for part, model in models.items():
+        path = run.part_dir(part) / "model.safetensors"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{run.path}: {part or 'the model'} has no trained weights ({path}); finish "
+                f"training with `procalign train {recipe.name} --out {run.path}`"
+            )
+        load_weights(model, path)
+        model.to(device).eval()
+    return config, meta, models
+
+
+def evaluate_run(
+    recipe: Any,
+    run_dir: str | Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    progress: bool = True,
+    data: Any = None,
+) -> dict[str, Any]:
+    """Evaluate a finished run; writes ``eval.json`` in it and returns the report."""
+    import procalign
+    from procalign.eval.report import check_report
+
+    config, meta, models = load_run(recipe, run_dir, overrides)
+    t0 = time.perf_counter()
+    with compute(config.train.threads):
+        data = data if data is not None else recipe.load_data(config, Path(run_dir), progress)
+        if int(meta.get("in_dim", data.in_dim)) != data.in_dim:
+            raise ValueError(
+                f"the run was trained on D={meta['in_dim']} inputs, the data has D={data.in_dim}"
+            )
+        report = recipe.evaluate(config, data, models, meta, progress)
+    report = {
+        "method": recipe.name,
+        "procalign_version": procalign.__version__,
+        "run_dir": str(run_dir),
+        "overrides": list(overrides),
+        "data": data.description,
+        **report,
+        "eval_seconds": time.perf_counter() - t0,
+    }
+    check_report(report)
+    write_json(Path(run_dir) / "eval.json", report)
+    return report

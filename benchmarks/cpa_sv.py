@@ -67,12 +67,13 @@ def one_run(config: str, run_dir: str, overrides: list[str]) -> dict:
     numba.set_num_threads(1)
     from procalign.config import load_config
     from procalign.methods import load_recipes
+    from procalign.train.runner import evaluate_run, train_run
 
     recipe = load_recipes().build("cpa")
     cfg = load_config(recipe.config_cls, config, overrides)
     t0 = time.perf_counter()
-    summary = recipe.train(cfg, run_dir, resume=False, progress=False)
-    report = recipe.evaluate(run_dir, progress=False)
+    summary = train_run(recipe, cfg, run_dir, resume=False, progress=False)
+    report = evaluate_run(recipe, run_dir, progress=False)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     auc = {r["distance"]: r["value"] for r in report["metrics"] if r["metric"] == "auc"}
     wdr = {r["distance"]: r["value"] for r in report["metrics"] if r["metric"] == "wdr"}

@@ -43,6 +43,8 @@ sys.path.insert(0, str(ROOT))
 
 from procalign.config import load_config
 from procalign.methods.lrprop import PENN_ACTION_TCC_ACTIONS, LRPropConfig, LRPropRecipe
+from procalign.train.runner import evaluate_run, train_run
+from procalign.train.threads import compute
 
 VARIANTS = {
     "raw": None,
@@ -122,9 +124,9 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         f"model.dim={args.dim}",
         f"model.layers={args.layers}",
         f"model.heads={args.heads}",
-        f"optim.epochs={args.epochs}",
+        f"train.epochs={args.epochs}",
         f"optim.lr={args.lr}",
-        f"threads={args.threads}",
+        f"train.threads={args.threads}",
         f"eval.max_pairs={args.max_pairs}",
         f"eval.max_queries={args.max_queries}",
         f"eval.max_candidates={args.max_candidates}",
@@ -148,15 +150,16 @@ def run_one(
     if VARIANTS[variant] is None:
         cfg = load_config(LRPropConfig, config_file, overrides)
         t0 = time.perf_counter()
-        report = recipe.evaluate_inputs(cfg)
+        with compute(cfg.train.threads):
+            report = recipe.evaluate_inputs(cfg, recipe.load_data(cfg, None, False))
         return {"per_class": report["per_class"], "eval_seconds": time.perf_counter() - t0}
     cfg = load_config(LRPropConfig, config_file, overrides + VARIANTS[variant])
     t0 = time.perf_counter()
-    summary = recipe.train(cfg, run_dir, resume=True, progress=False)
+    summary = train_run(recipe, cfg, run_dir, resume=True, progress=False)
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    report = recipe.evaluate(run_dir, progress=False)
-    spe = {c["label"]: c.get("seconds_per_epoch") for c in summary["classes"]}
+    report = evaluate_run(recipe, run_dir, progress=False)
+    spe = {c["label"]: c.get("seconds_per_epoch") for c in summary["parts"]}
     if any(v is None for v in spe.values()):  # trained by an earlier invocation: read its log
         for label in spe:
             log = run_dir / "classes" / label / "log.jsonl"
@@ -259,7 +262,7 @@ def main() -> int:
                             continue
                         if action is None and have:
                             continue
-                        extra = [f"seed={seed}"] + ([f"data.actions=[{action}]"] if action else [])
+                        extra = [f"train.seed={seed}"] + ([f"data.actions=[{action}]"] if action else [])
                         run_dir = out / "runs" / part / variant / f"seed{seed}" / (action or "all")
                         t0 = time.perf_counter()
                         rec = run_one(recipe, config_file, over + extra, variant, run_dir)

@@ -455,34 +455,36 @@ register_subverb(
 )
 
 
-def _args_lrprop(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run", required=True, help="run folder of `procalign train lrprop`")
-    p.add_argument("overrides", nargs="*", help="config overrides, e.g. eval.stride=5")
+def _method_subverb(name: str) -> None:
+    """``procalign eval METHOD --run DIR [key=value ...]`` for every registered method."""
+
+    def add(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--run", required=True, help=f"run folder of `procalign train {name}`")
+        p.add_argument("overrides", nargs="*", help="config overrides, e.g. eval.max_pairs=100")
+
+    def run(args: argparse.Namespace) -> dict[str, Any]:
+        from procalign.methods import load_recipes
+        from procalign.train.runner import evaluate_run
+
+        recipe = load_recipes().build(name)
+        report = evaluate_run(recipe, args.run, tuple(args.overrides), progress=False)
+        if "pairs" in report:
+            print(f"pairs: {report['pairs']}", file=sys.stderr)
+        for note in report.get("warnings", []):
+            print(f"warning: {note}", file=sys.stderr)
+        return report
+
+    register_subverb(name, f"a trained {name} run (through the method registry)", add, run)
 
 
-def _run_lrprop(args: argparse.Namespace) -> dict[str, Any]:
-    from procalign.methods import load_recipes
+def _register_methods() -> None:
+    from procalign.methods import METHOD_NAMES
 
-    return load_recipes().build("lrprop").evaluate(args.run, tuple(args.overrides), progress=False)
-
-
-register_subverb("lrprop", "a trained LRProp run (one model per class)", _args_lrprop, _run_lrprop)
+    for name in METHOD_NAMES:
+        _method_subverb(name)
 
 
-def _args_cpa(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run", required=True, help="run folder of `procalign train cpa`")
-    p.add_argument("overrides", nargs="*", help="config overrides, e.g. eval.steps_sweep=[4,8]")
-
-
-def _run_cpa(args: argparse.Namespace) -> dict[str, Any]:
-    from procalign.methods import load_recipes
-
-    return load_recipes().build("cpa").evaluate(args.run, tuple(args.overrides), progress=False)
-
-
-register_subverb(
-    "cpa", "a trained CPA run: SVIP 3-clip AUC/EER/WDR and baselines", _args_cpa, _run_cpa
-)
+_register_methods()
 
 
 # --------------------------------------------------------------------------------------------
@@ -490,33 +492,17 @@ register_subverb(
 # --------------------------------------------------------------------------------------------
 
 
-def _strict_json(x: Any) -> Any:
-    """``x`` with NaN / inf floats replaced by None, so the report is valid JSON (null)."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _strict_json(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_strict_json(v) for v in x]
-    return x
-
-
 def format_table(metrics: list[dict[str, Any]]) -> str:
-    """A plain-text table of report rows: metric, variant, value, direction."""
-    header = ("metric", "variant", "value", "better")
-    body = [
-        (
-            m["metric"],
-            m["variant"],
-            f"{m['value']:.4f}",
-            "higher" if m["higher_is_better"] else "lower",
-        )
-        for m in metrics
-    ]
-    widths = [max(len(r[i]) for r in [header, *body]) for i in range(4)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *body]]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    """A plain-text table of report rows (:func:`procalign.eval.report.format_table`)."""
+    from procalign.eval.report import format_table as table
+
+    return table(metrics)
+
+
+def _strict_json(x: Any) -> Any:
+    from procalign.eval.report import strict_json
+
+    return strict_json(x)
 
 
 def _run(args: argparse.Namespace) -> int:

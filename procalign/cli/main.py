@@ -46,8 +46,24 @@ def main(argv: list[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
+    import signal
+
+    def _terminate(signum, frame):  # SIGTERM ends like Ctrl-C: finished work stays on disk
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread (embedded use): leave signals alone
+        previous = None
     try:
         return int(func(args) or 0)
+    except KeyboardInterrupt:
+        print(
+            f"procalign {args.command}: interrupted; finished work is saved, run the same "
+            "command again to continue",
+            file=sys.stderr,
+        )
+        return 130
     except (ValueError, FileNotFoundError, KeyError, TypeError) as exc:
         # User errors: one clear line, no traceback. Set PROCALIGN_DEBUG=1 to see the traceback.
         import os
@@ -57,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"procalign {args.command}: error: {msg}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,8 +17,8 @@ frame size/resize policy, sampling policy, output dim): :func:`settings_key`. Ex
 - *failure tolerant*: a video that cannot be decoded is recorded under ``failures`` in the
   manifest and the run goes on.
 
-Training reads with :func:`load_features` (``np.load(mmap_mode="r")``) or :class:`FeatureDataset`,
-whose :func:`pad_collate` returns padded (B, T, D) batches with lengths.
+Training reads the cache through :func:`procalign.data.featureset.load_featureset`
+(``data.features_dir``), one lazily opened file per video; :func:`load_features` reads one file.
 """
 
 from __future__ import annotations
@@ -35,10 +35,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from procalign._io import atomic_save_npy, atomic_write_text
-from procalign.data.records import VideoRecord
 from procalign.data.sampling import SamplingPolicy
 from procalign.data.video import (
     IMAGE_EXTENSIONS,
@@ -496,180 +494,3 @@ def extract_features(
         finally:
             _write_json_atomic(manifest_path, manifest)
     return report
-
-
-# ----------------------------------------------------------------------------- training side
-
-
-class FeatureDataset(Dataset):
-    """Per-video cached features for a DataLoader (use ``collate_fn=pad_collate``).
-
-    Item ``i`` is a dict: ``features`` (T, D) float32 tensor, ``length`` T, ``label`` (int index
-    into ``classes``, -1 when unknown), ``frame_labels`` ((T,) int64 tensor or None),
-    ``video_id`` and ``index``.
-
-    Args:
-        features: per video, a (T, D) array or a ``.npy`` path (read memory-mapped).
-        labels: per video label (any hashable) or None; mapped to ints by sorted order.
-        frame_labels: per video (T,) int array or None.
-        video_ids: per video id (default ``"0"``, ``"1"``, ...).
-        sampling: optional :class:`SamplingPolicy` (``"train"`` or ``"eval"``) applied to the
-            cached frames; ``"train"`` draws from torch's RNG, so DataLoader seeding applies.
-    """
-
-    def __init__(
-        self,
-        features: Sequence[np.ndarray | str | Path],
-        labels: Sequence[Any] | None = None,
-        frame_labels: Sequence[np.ndarray | None] | None = None,
-        video_ids: Sequence[str] | None = None,
-        sampling: SamplingPolicy | None = None,
-    ) -> None:
-        n = len(features)
-        for name, seq in (
-            ("labels", labels),
-            ("frame_labels", frame_labels),
-            ("video_ids", video_ids),
-        ):
-            if seq is not None and len(seq) != n:
-                raise ValueError(f"{name} has {len(seq)} entries but features has {n}")
-        if sampling is not None and sampling.mode not in ("train", "eval"):
-            raise ValueError(
-                f"FeatureDataset sampling must be 'train' or 'eval', got {sampling.mode!r}"
-            )
-        self.features = list(features)
-        self.labels = list(labels) if labels is not None else [None] * n
-        self.classes = sorted({lab for lab in self.labels if lab is not None}, key=str)
-        self.class_index = {c: k for k, c in enumerate(self.classes)}
-        self.frame_labels = list(frame_labels) if frame_labels is not None else [None] * n
-        self.video_ids = (
-            [str(v) for v in video_ids] if video_ids is not None else [str(i) for i in range(n)]
-        )
-        self.sampling = sampling
-
-    @classmethod
-    def from_records(
-        cls,
-        records: Sequence[VideoRecord],
-        features_dir: str | Path | None = None,
-        sampling: SamplingPolicy | None = None,
-    ) -> FeatureDataset:
-        """Build from records: features at ``features_dir/<video_id>.npy`` (a cache or
-        ``folder``-layout ``features/``) or, without ``features_dir``, at ``record.path``.
-        Integer-valued ``frame_labels`` of the records are kept.
-
-        Raises:
-            FileNotFoundError: a feature file is missing (the first few ids are named).
-        """
-        paths = []
-        for r in records:
-            if features_dir is not None:
-                paths.append(Path(features_dir) / f"{r.video_id}.npy")
-            elif r.path is not None and Path(r.path).suffix == ".npy":
-                paths.append(Path(r.path))
-            else:
-                raise ValueError(f"record {r.video_id!r} has no .npy path; pass features_dir")
-        missing = [str(p) for p in paths if not p.is_file()]
-        if missing:
-            raise FileNotFoundError(f"{len(missing)} feature files are missing, e.g. {missing[:3]}")
-        frame_labels = []
-        for r in records:
-            fl = r.frame_labels
-            keep = fl is not None and np.issubdtype(np.asarray(fl).dtype, np.integer)
-            frame_labels.append(np.asarray(fl) if keep else None)
-        return cls(
-            paths, [r.label for r in records], frame_labels, [r.video_id for r in records], sampling
-        )
-
-    @classmethod
-    def from_cache(
-        cls,
-        out_dir: str | Path,
-        labels: Mapping[str, Any] | None = None,
-        sampling: SamplingPolicy | None = None,
-    ) -> FeatureDataset:
-        """Every video of an extraction folder's manifest, with optional ``{video_id: label}``."""
-        manifest = read_manifest(out_dir)
-        ids = sorted(manifest["videos"])
-        paths = [Path(out_dir) / manifest["videos"][v]["file"] for v in ids]
-        labs = [labels.get(v) for v in ids] if labels is not None else None
-        return cls(paths, labs, None, ids, sampling)
-
-    def __len__(self) -> int:
-        return len(self.features)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        item = self.features[index]
-        arr = load_features(item) if isinstance(item, (str, Path)) else np.asarray(item)
-        if arr.ndim != 2:
-            raise ValueError(
-                f"video {self.video_ids[index]!r}: features must be (T, D), got {arr.shape}"
-            )
-        frame_labels = self.frame_labels[index]
-        if frame_labels is not None and len(frame_labels) != len(arr):
-            raise ValueError(
-                f"video {self.video_ids[index]!r}: {len(frame_labels)} frame labels for "
-                f"{len(arr)} frames"
-            )
-        if self.sampling is not None:
-            seed = int(torch.randint(0, 2**31 - 1, ()).item())
-            idx = self.sampling.indices(len(arr), np.random.default_rng(seed))[0]
-            arr = arr[idx]
-            frame_labels = None if frame_labels is None else np.asarray(frame_labels)[idx]
-        label = self.labels[index]
-        return {
-            "features": torch.from_numpy(np.array(arr, dtype=np.float32)),
-            "length": int(len(arr)),
-            "label": self.class_index[label] if label is not None else -1,
-            "frame_labels": None
-            if frame_labels is None
-            else torch.as_tensor(np.asarray(frame_labels), dtype=torch.long),
-            "video_id": self.video_ids[index],
-            "index": index,
-        }
-
-
-def pad_collate(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Stack per-video items into a padded batch.
-
-    Returns:
-        ``features`` (B, T, D) float32, zero after each video's end; ``lengths`` (B,) int64;
-        ``mask`` (B, T) bool, True on valid frames; ``labels`` (B,) int64; ``frame_labels``
-        (B, T) int64 padded with -1 (None unless every item has them); ``video_ids``; ``index``.
-
-    Raises:
-        ValueError: empty batch or items with different D.
-
-    >>> batch = pad_collate([{"features": torch.ones(3, 2)}, {"features": torch.ones(1, 2)}])
-    >>> batch["features"].shape, batch["lengths"].tolist()
-    (torch.Size([2, 3, 2]), [3, 1])
-    """
-    if not items:
-        raise ValueError("pad_collate got an empty batch")
-    feats = [torch.as_tensor(it["features"], dtype=torch.float32) for it in items]
-    dims = {f.shape[-1] for f in feats}
-    if any(f.ndim != 2 for f in feats) or len(dims) != 1:
-        raise ValueError(
-            f"pad_collate needs (T, D) features with one D, got {[tuple(f.shape) for f in feats]}"
-        )
-    lengths = torch.tensor([len(f) for f in feats], dtype=torch.long)
-    t_max, d = int(lengths.max()), dims.pop()
-    out = torch.zeros(len(feats), t_max, d)
-    for b, f in enumerate(feats):
-        out[b, : len(f)] = f
-    mask = torch.arange(t_max)[None, :] < lengths[:, None]
-    frame_labels = None
-    if all(it.get("frame_labels") is not None for it in items):
-        frame_labels = torch.full((len(feats), t_max), -1, dtype=torch.long)
-        for b, it in enumerate(items):
-            fl = torch.as_tensor(it["frame_labels"], dtype=torch.long)
-            frame_labels[b, : len(fl)] = fl
-    return {
-        "features": out,
-        "lengths": lengths,
-        "mask": mask,
-        "labels": torch.tensor([int(it.get("label", -1)) for it in items], dtype=torch.long),
-        "frame_labels": frame_labels,
-        "video_ids": [it.get("video_id") for it in items],
-        "index": torch.tensor([int(it.get("index", -1)) for it in items], dtype=torch.long),
-    }

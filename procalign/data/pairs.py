@@ -5,21 +5,18 @@
   other procedure (``"any"``), or same-task when the task has another procedure and any other
   otherwise (``"prefer_same_task"``).
 - :func:`resolve_pairs`: an official pair list (``PairRecord``) -> index pairs into the records.
-- :class:`ProcedureBatchSampler`: a ``batch_sampler`` for ``torch.utils.data.DataLoader`` that
-  fills each batch with P procedures x K videos, so every batch holds positives and negatives.
-- :class:`PairDataset` + :func:`pair_collate`: a pair list over any per-video dataset (such as
-  :class:`procalign.data.features.FeatureDataset`) giving padded (B, T, D) tensors per side.
+
+Methods turn sampled pairs into batches themselves (e.g. :func:`procalign.methods.cpa.make_batches`)
+over a :class:`procalign.data.featureset.FeatureSet`.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset, Sampler
 
 from procalign.data.records import PairRecord, VideoRecord
 
@@ -166,104 +163,3 @@ def resolve_pairs(
             f"e.g. {missing[:5]}"
         )
     return [(where[p.video_id_1], where[p.video_id_2], bool(p.same)) for p in pairs]
-
-
-class ProcedureBatchSampler(Sampler[list[int]]):
-    """Batches of ``procedures_per_batch`` labels x ``videos_per_procedure`` videos each.
-
-    Use as ``DataLoader(dataset, batch_sampler=ProcedureBatchSampler(labels, ...))``. Videos of
-    a label are drawn without replacement when it has enough, with replacement otherwise. Epoch
-    ``e`` is a deterministic function of (seed, e); the epoch advances by one after each full
-    iteration, or is set with :meth:`set_epoch`.
-
-    Args:
-        labels: one label per dataset item (any hashable; None items are never drawn).
-        procedures_per_batch: P, distinct labels per batch (capped at the number of labels).
-        videos_per_procedure: K, videos per label.
-        num_batches: batches per epoch; default ``len(labels) // (P * K)`` (at least 1).
-        seed: base seed.
-    """
-
-    def __init__(
-        self,
-        labels: Sequence[Any],
-        procedures_per_batch: int = 4,
-        videos_per_procedure: int = 2,
-        num_batches: int | None = None,
-        seed: int = 0,
-    ) -> None:
-        if procedures_per_batch < 1 or videos_per_procedure < 1:
-            raise ValueError(
-                f"procedures_per_batch and videos_per_procedure must be >= 1, got "
-                f"{procedures_per_batch}, {videos_per_procedure}"
-            )
-        groups: dict[Any, list[int]] = defaultdict(list)
-        for i, label in enumerate(labels):
-            if label is not None:
-                groups[label].append(i)
-        if not groups:
-            raise ValueError("ProcedureBatchSampler got no labelled items")
-        self.groups = [groups[k] for k in sorted(groups, key=str)]
-        self.p = min(procedures_per_batch, len(self.groups))
-        self.k = videos_per_procedure
-        self.num_batches = num_batches or max(1, len(labels) // (self.p * self.k))
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return self.num_batches
-
-    def __iter__(self) -> Iterator[list[int]]:
-        rng = np.random.default_rng([self.seed, self.epoch])
-        self.epoch += 1
-        for _ in range(self.num_batches):
-            batch: list[int] = []
-            for g in rng.choice(len(self.groups), size=self.p, replace=False):
-                members = self.groups[int(g)]
-                pick = rng.choice(len(members), size=self.k, replace=len(members) < self.k)
-                batch.extend(members[int(m)] for m in pick)
-            yield batch
-
-
-class PairDataset(Dataset):
-    """Pairs over a per-video dataset: item ``n`` is ``(dataset[i], dataset[j], same)``.
-
-    Args:
-        dataset: any indexable dataset (e.g. ``FeatureDataset``) returning per-video dicts.
-        pairs: ``(i, j, same)`` triples, e.g. from :func:`resolve_pairs`.
-    """
-
-    def __init__(self, dataset: Any, pairs: Sequence[tuple[int, int, bool]]) -> None:
-        n = len(dataset)
-        bad = [p for p in pairs if not (0 <= p[0] < n and 0 <= p[1] < n)]
-        if bad:
-            raise ValueError(
-                f"{len(bad)} pairs index outside the dataset of {n} items, e.g. {bad[:3]}"
-            )
-        self.dataset = dataset
-        self.pairs = [(int(i), int(j), bool(s)) for i, j, s in pairs]
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, index: int) -> tuple[Any, Any, bool]:
-        i, j, same = self.pairs[index]
-        return self.dataset[i], self.dataset[j], same
-
-
-def pair_collate(items: Sequence[tuple[dict, dict, bool]]) -> dict[str, Any]:
-    """Collate :class:`PairDataset` items: ``{"a": batch, "b": batch, "same": (B,) bool}``.
-
-    Each side is :func:`procalign.data.features.pad_collate` of its videos: ``features``
-    (B, T, D) zero-padded, ``lengths`` (B,), ``mask`` (B, T), ...
-    """
-    from procalign.data.features import pad_collate
-
-    return {
-        "a": pad_collate([a for a, _, _ in items]),
-        "b": pad_collate([b for _, b, _ in items]),
-        "same": torch.tensor([s for _, _, s in items], dtype=torch.bool),
-    }

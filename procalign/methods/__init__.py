@@ -1,14 +1,10 @@
 """Methods: CPA, LRProp, procedure learning, WeakSVR and baselines.
 
-Each method registers a *recipe* in :data:`METHODS`: an object with
-
-* ``config_cls``: its nested config dataclass (defaults documented field by field);
-* ``train(config, run_dir, resume=True, progress=True) -> dict``: trains and saves a run folder
-  (``config.yaml``, ``log.jsonl``, checkpoints, ``model.safetensors``) and returns a summary;
-* ``evaluate(run_dir, overrides=(), progress=True) -> dict``: a JSON-able report whose metrics
-  name their variants.
-
-Recipes are the boundary where configs become plain objects; below them nothing reads a config.
+Each method registers a *recipe* (:class:`procalign.methods.base.Recipe`) in :data:`METHODS`:
+its config dataclass plus ``build`` / ``trainer`` / ``evaluate`` / ``verify``. The run folder,
+loop, resume rules and report are shared (:mod:`procalign.train.runner`); the CLI verbs dispatch
+through this registry. Recipes are the boundary where configs become plain objects; below them
+nothing reads a config.
 """
 
 from __future__ import annotations
@@ -21,6 +17,8 @@ METHODS: Registry = Registry("method")
 
 #: Modules that register recipes; imported on first use so ``procalign --help`` stays fast.
 _RECIPE_MODULES = ("procalign.methods.cpa", "procalign.methods.lrprop")
+#: Method names, known without importing torch (each module registers the name it ends with).
+METHOD_NAMES = tuple(m.rsplit(".", 1)[1] for m in _RECIPE_MODULES)
 
 
 def load_recipes() -> Registry:

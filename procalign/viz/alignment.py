@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot with the file-only Agg backend (no screen needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -31,7 +32,7 @@ def plot_alignment(
     Optional per-frame ground-truth labels (N,), (M,) are drawn as colour strips on the axes.
     Returns the matplotlib figure; writes a PNG when ``out`` is given.
     """
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.patches import Rectangle
 
     fig, ax = plt.subplots(figsize=(6, 5.4))

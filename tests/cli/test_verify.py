@@ -9,7 +9,9 @@ import pytest
 
 from procalign.cli.main import main
 from procalign.config import load_config
-from procalign.methods import cpa
+from procalign.data.featureset import _synth_config, encode_video
+from procalign.methods import cpa, load_recipes
+from procalign.train.runner import train_run
 
 TINY = [
     (
@@ -18,7 +20,8 @@ TINY = [
     ),
     "data.num_frames=8",
     "data.pairs_per_epoch=16",
-    "data.test_pairs=12",
+    "eval.pairs=sampled",
+    "eval.num_pairs=12",
     "data.threshold_pairs=24",
     "data.video_encoder=tiny_cnn",
     "data.video_encoder_args={dim: 16, width: 4, seed: 0}",
@@ -33,11 +36,12 @@ TINY = [
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("verify")
     cfg = load_config(cpa.CPAConfig, None, TINY)
-    vs = cpa.load_videos(cfg.data)
-    cpa.train(cfg, root / "run", progress=False, videos=vs)
+    recipe = load_recipes().build("cpa")
+    vs = recipe.load_data(cfg, None, False)
+    train_run(recipe, cfg, root / "run", progress=False, data=vs)
     from procalign.data.synthetic import make_dataset
 
-    ds = make_dataset(cpa._synth_config(cfg.data.synthetic))  # ground truth for rendering
+    ds = make_dataset(_synth_config(cfg.data.synthetic))  # ground truth for rendering
     by_id = {v.video_id: v for v in ds.videos}
     test = [by_id[v.video_id] for v in sorted(vs.split("test"), key=lambda v: v.video_id)]
     paths = {}
@@ -69,7 +73,7 @@ def test_verify_feature_files(trained, capsys):
         == 0
     )
     text = capsys.readouterr().out
-    assert "distance (CPA, mean of 3 clips)" in text and "decision:" in text
+    assert "distance (cpa, mean of 3 clips)" in text and "decision:" in text
     assert "threshold.json" in text and "most disagreeing first" in text
     r = json.loads(out_json.read_text())
     thr = json.loads((root / "run" / "threshold.json").read_text())["threshold"]
@@ -107,7 +111,7 @@ def test_verify_videos_decodes_and_encodes_with_the_runs_encoder(trained, capsys
     enc = build_encoder("tiny_cnn", dim=16, width=4, seed=0).eval()
     npys = []
     for p in vids:
-        feats = cpa.encode_video(p, enc, 32)
+        feats = encode_video(p, enc, 32)
         assert feats.shape == (len(test[len(npys)].step_ids), 16)
         npys.append(root / f"{p.stem}_enc.npy")
         np.save(npys[-1], feats)
@@ -141,7 +145,7 @@ def test_verify_bad_inputs_give_clear_errors(trained, tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("hello")
     assert "not a .npy feature file, a video" in err(a, str(tmp_path / "notes.txt"), "--run", run)
     assert "K=50 steps cannot be mined from T=8" in err(a, a, "--run", run, "-k", "50")
-    assert "not a finished CPA run" in err(a, a, "--run", str(tmp_path))
+    assert "not a run folder" in err(a, a, "--run", str(tmp_path))
     nan = np.full((20, 16), np.nan, dtype=np.float32)
     np.save(tmp_path / "nan.npy", nan)
     assert "NaN" in err(a, str(tmp_path / "nan.npy"), "--run", run)

@@ -9,22 +9,18 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader
 
 from procalign.cli.main import main
 from procalign.data.features import (
-    FeatureDataset,
     discover_sources,
     extract_features,
     extraction_settings,
     load_features,
-    pad_collate,
     parse_shard,
     read_manifest,
     settings_key,
     shard_of,
 )
-from procalign.data.records import VideoRecord
 from procalign.data.render import render_frames, write_video
 from procalign.data.sampling import SamplingPolicy
 from procalign.data.video import ResizePolicy
@@ -367,50 +363,6 @@ def test_cli_extract_in_process(video_dir, tmp_path, capsys):
     assert main(args + ["--shard", "5/2"]) == 2
 
 
-def test_feature_dataset_and_padded_batches(tmp_path):
-    rng = np.random.default_rng(0)
-    lengths = [5, 3, 7, 4]
-    records = []
-    for i, t in enumerate(lengths):
-        path = tmp_path / f"v{i}.npy"
-        np.save(path, rng.normal(size=(t, 3)).astype(np.float32))
-        records.append(
-            VideoRecord(f"v{i}", label="ab"[i % 2], frame_labels=np.arange(t) % 2, path=path)
-        )
-    ds = FeatureDataset.from_records(records)
-    assert ds.classes == ["a", "b"]
-    loader = DataLoader(ds, batch_size=4, collate_fn=pad_collate)
-    batch = next(iter(loader))
-    assert batch["features"].shape == (4, 7, 3)
-    assert batch["lengths"].tolist() == lengths
-    assert batch["mask"].sum(1).tolist() == lengths
-    assert batch["labels"].tolist() == [0, 1, 0, 1]
-    assert torch.all(batch["features"][1, 3:] == 0)
-    assert batch["frame_labels"][1].tolist() == [0, 1, 0, -1, -1, -1, -1]
-    np.testing.assert_allclose(batch["features"][2, :7].numpy(), np.load(tmp_path / "v2.npy"))
-    assert batch["video_ids"] == ["v0", "v1", "v2", "v3"]
-
-    sampled = FeatureDataset.from_records(records, sampling=SamplingPolicy("train", 2))
-    torch.manual_seed(0)
-    a = [sampled[2]["features"] for _ in range(3)]
-    torch.manual_seed(0)
-    b = [sampled[2]["features"] for _ in range(3)]
-    assert all(torch.equal(x, y) for x, y in zip(a, b)) and a[0].shape == (2, 3)
-
-
-def test_feature_dataset_from_cache_and_errors(video_dir, tmp_path):
-    out = tmp_path / "out"
-    sources = [s for s in discover_sources(video_dir) if s.video_id.startswith("vid")]
-    extract_features(sources, out, tiny(), extractor="tiny_cnn", resize=SMALL, progress=False)
-    ds = FeatureDataset.from_cache(out, labels={f"vid{i}": str(i % 2) for i in range(6)})
-    assert len(ds) == 6 and ds[0]["features"].shape == (12, 8) and ds[0]["label"] == 0
-    with pytest.raises(FileNotFoundError, match="missing"):
-        FeatureDataset.from_records([VideoRecord("x")], features_dir=tmp_path)
-    with pytest.raises(ValueError, match="labels has 2 entries but features has 1"):
-        FeatureDataset([np.zeros((2, 2))], labels=["a", "b"])
-    with pytest.raises(ValueError, match="one D"):
-        pad_collate([{"features": torch.ones(2, 3)}, {"features": torch.ones(2, 4)}])
-    with pytest.raises(ValueError, match="empty batch"):
-        pad_collate([])
+def test_read_manifest_names_a_folder_without_one(tmp_path):
     with pytest.raises(FileNotFoundError, match="manifest"):
         read_manifest(tmp_path)

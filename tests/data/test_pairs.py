@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from collections import Counter
 
 import numpy as np
 import pytest
-import torch
-from torch.utils.data import DataLoader
 
-from procalign.data.features import FeatureDataset, pad_collate
 from procalign.data.pairs import (
-    PairDataset,
     PairSampler,
-    ProcedureBatchSampler,
-    pair_collate,
     resolve_pairs,
 )
 from procalign.data.records import PairRecord, VideoRecord
@@ -96,38 +89,3 @@ def test_resolve_official_pairs():
     assert resolve_pairs(pairs, recs) == [(0, 1, True), (19, 8, False)]
     with pytest.raises(ValueError, match=r"not among the 24 records.*ghost"):
         resolve_pairs([PairRecord("1.1_0", "ghost", False)], recs)
-
-
-def test_procedure_batch_sampler_with_dataloader():
-    recs = make_records()
-    labels = [r.label for r in recs]
-    sampler = ProcedureBatchSampler(labels, procedures_per_batch=3, videos_per_procedure=2, seed=0)
-    assert len(sampler) == 24 // 6
-    ds = FeatureDataset([np.full((3 + i % 4, 2), i, np.float32) for i in range(24)], labels=labels)
-    loader = DataLoader(ds, batch_sampler=sampler, collate_fn=pad_collate)
-    epoch0 = [b["index"].tolist() for b in loader]
-    epoch1 = [b["index"].tolist() for b in loader]
-    assert len(epoch0) == 4 and epoch0 != epoch1
-    for batch in epoch0:
-        counts = Counter(labels[i] for i in batch)
-        assert len(counts) == 3 and set(counts.values()) == {2}
-        assert len(set(batch)) == 6  # 4 videos per label: drawn without replacement
-    again = ProcedureBatchSampler(labels, procedures_per_batch=3, videos_per_procedure=2, seed=0)
-    assert list(again) == epoch0
-    again.set_epoch(1)
-    assert list(again) == epoch1
-    with pytest.raises(ValueError, match="videos_per_procedure"):
-        ProcedureBatchSampler(labels, videos_per_procedure=0)
-
-
-def test_pair_dataset_collates_both_sides():
-    feats = [np.full((2 + i, 3), i, np.float32) for i in range(4)]
-    ds = FeatureDataset(feats, labels=["a", "a", "b", "b"])
-    pairs = PairDataset(ds, [(0, 1, True), (0, 3, False)])
-    batch = next(iter(DataLoader(pairs, batch_size=2, collate_fn=pair_collate)))
-    assert batch["same"].tolist() == [True, False]
-    assert batch["a"]["features"].shape == (2, 2, 3) and batch["b"]["features"].shape == (2, 5, 3)
-    assert batch["b"]["lengths"].tolist() == [3, 5]
-    assert torch.all(batch["b"]["features"][0, 3:] == 0)
-    with pytest.raises(ValueError, match="outside the dataset"):
-        PairDataset(ds, [(0, 9, True)])

@@ -10,8 +10,15 @@ import torch
 
 from procalign.cli.main import main
 from procalign.config import load_config
+from procalign.data.featureset import load_featureset
+from procalign.eval import protocols as P
+from procalign.losses.cpa import CPALoss
 from procalign.methods import cpa, load_recipes
+from procalign.models.cpa import CPAModel
 from procalign.train import load_weights
+from procalign.train.runner import evaluate_run, load_run, train_run
+
+RECIPE = load_recipes().build("cpa")
 
 TINY_DATA = (
     "data.synthetic={num_tasks: 2, procedures_per_task: 2, videos_per_procedure: 6, "
@@ -21,8 +28,9 @@ TINY = [
     TINY_DATA,
     "data.num_frames=8",
     "data.pairs_per_epoch=16",
-    "data.batch_size=8",
-    "data.test_pairs=24",
+    "train.batch_size=8",
+    "eval.pairs=sampled",
+    "eval.num_pairs=24",
     "data.threshold_pairs=24",
     "model.steps=4",
     "model.temporal_args={dim: 16, layers: 1, heads: 2, dropout: 0.0, positions: false}",
@@ -35,20 +43,20 @@ def _cfg(*extra: str) -> cpa.CPAConfig:
     return load_config(cpa.CPAConfig, None, [*TINY, *extra])
 
 
-def _model(**kw) -> cpa.CPAModel:
+def _model(**kw) -> CPAModel:
     args = {
         "steps": 3,
         "temporal": "transformer",
         "temporal_args": {"dim": 8, "layers": 1, "heads": 2, "dropout": 0.0, "positions": False},
     }
     args.update(kw)
-    return cpa.CPAModel(6, 4, **args)
+    return CPAModel(6, 4, **args)
 
 
 def test_registered_recipe_and_config_class():
     recipe = load_recipes().build("cpa")
     assert recipe.config_cls is cpa.CPAConfig
-    assert callable(recipe.train) and callable(recipe.evaluate)
+    assert callable(recipe.build) and callable(recipe.trainer) and callable(recipe.evaluate)
 
 
 def test_forward_shapes():
@@ -77,7 +85,6 @@ def test_forward_shapes():
 )
 def test_loss_gradients_reach_every_parameter(task, extra):
     torch.manual_seed(0)
-    cfg = _cfg(f"model.task={task}")
     m = _model(task=task, **extra)
     batch = {
         "x1": torch.randn(4, 10, 6),
@@ -88,7 +95,7 @@ def test_loss_gradients_reach_every_parameter(task, extra):
         "scores_1": torch.tensor([50.0, 60.0, 0.0, 0.0]),
         "scores_2": torch.tensor([40.0, 70.0, 0.0, 0.0]),
     }
-    loss, logs = cpa.make_loss_fn(cfg)(m, batch)
+    loss, logs = CPALoss()(m, batch)
     assert torch.isfinite(loss) and {"l_task", "l_align", "l_step"} <= set(logs)
     loss.backward()
     missing = [n for n, p in m.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
@@ -108,9 +115,10 @@ def test_distance_symmetric_in_the_two_videos():
     assert torch.allclose(
         row.distance(F1, F2, mining="uniform"), row.distance(F2, F1, mining="uniform")
     )
-    for name in ("video_l2", "dtw", "soft_dtw"):
-        fn = cpa.pair_distance_fn(row, name)
-        assert torch.allclose(fn(F1, F2), fn(F2, F1), atol=1e-5), name
+    cfg = _cfg("eval.distances=[video_l2,dtw,soft_dtw]")
+    for dist in cpa.distances(row, cfg):
+        fn = dist.fn
+        assert torch.allclose(fn(F1, F2), fn(F2, F1), atol=1e-5), dist.label
 
 
 def test_model_input_errors():
@@ -134,34 +142,35 @@ def test_model_input_errors():
             r"model.steps \(K=9\) must be in \[1, data.num_frames \(T=8\)\]",
         ),
         ("model.block_score=max", ValueError, "model.block_score must be one of"),
-        ("data.source=youtube", ValueError, "data.source must be one of"),
+        ("data.dataset=youtube", ValueError, "data.dataset 'youtube' is unknown"),
         ("eval.distances=[cpa,euclid]", ValueError, "eval.distances entry must be one of"),
         ("loss.align=-1", ValueError, "loss.align must be >= 0"),
         ("data.clip_offsets=[0.5,1.5]", ValueError, "data.clip_offsets"),
-        ("data.synthetic=3", TypeError, "data.synthetic must be a mapping"),
+        ("data.synthetic=3", ValueError, "data.synthetic must be a mapping"),
     ],
 )
 def test_config_errors_name_the_key(tmp_path, override, error, match):
     with pytest.raises(error, match=match):
-        cpa.train(_cfg(override), tmp_path / "run", progress=False)
+        train_run(RECIPE, _cfg(override), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()  # nothing written for a bad config
 
 
 def test_config_errors_from_files_and_sources(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="unknown config key"):
         load_config(cpa.CPAConfig, None, ["model.stepz=3"])
     with pytest.raises(ValueError, match=r"unknown data.synthetic key\(s\) \['frames'\]"):
-        cpa.load_videos(_cfg("data.synthetic={frames: 3}").data)
+        load_featureset(_cfg("data.synthetic={frames: 3}").data)
     monkeypatch.delenv("PROCALIGN_DATA", raising=False)
     with pytest.raises(FileNotFoundError, match="PROCALIGN_DATA, which is not set"):
-        cpa.load_videos(_cfg("data.source=svip").data)
+        load_featureset(_cfg("data.dataset=svip-csv").data)
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        cpa.load_videos(_cfg("data.source=svip", f"data.root={tmp_path / 'nope'}").data)
+        load_featureset(_cfg("data.dataset=svip-csv", f"data.root={tmp_path / 'nope'}").data)
     with pytest.raises(ValueError, match="needs data.root"):
-        cpa.load_videos(_cfg("data.source=folder").data)
-    with pytest.raises(FileNotFoundError, match="not a finished CPA run"):
-        cpa.load_run(tmp_path)
+        load_featureset(_cfg("data.dataset=folder").data)
+    with pytest.raises(FileNotFoundError, match="not a finished cpa run"):
+        load_run(RECIPE, tmp_path)
     with pytest.raises(ValueError, match="takes frames, but training reads cached features"):
-        cpa.train(_cfg("model.encoder=tiny_cnn"), tmp_path / "frames", progress=False)
+        train_run(RECIPE, _cfg("model.encoder=tiny_cnn"), tmp_path / "frames", progress=False)
 
 
 def test_positives_closer_than_negatives_after_short_training(tmp_path):
@@ -175,24 +184,27 @@ def test_positives_closer_than_negatives_after_short_training(tmp_path):
         easy,
         "data.pairs_per_epoch=64",
         "train.epochs=4",
-        "data.test_pairs=80",
+        "eval.num_pairs=80",
         "eval.distances=[cpa,raw_video_l2]",
     )
-    vs = cpa.load_videos(cfg.data)
-    cpa.train(cfg, tmp_path / "run", progress=False, videos=vs)
-    model, cfg2, _ = cpa.load_run(tmp_path / "run")
-    pairs = cpa._pairs_for_split(vs, cfg2, "test", None, 7)
+    vs = RECIPE.load_data(cfg, None, False)
+    train_run(RECIPE, cfg, tmp_path / "run", progress=False, data=vs)
+    cfg2, _, models = load_run(RECIPE, tmp_path / "run")
+    model = models[""]
+    pairs, _, _ = P.evaluation_pairs(vs.split("test"), vs.pairs, "sampled", 80, seed=7)
     ids = sorted({p.video_id_1 for p in pairs} | {p.video_id_2 for p in pairs})
-    emb, _ = cpa._embed_for(model, vs, ids, cfg2, False)
-    d = cpa.pair_distances(
-        cpa.pair_distance_fn(model, "cpa"),
-        emb,
+    clips = torch.from_numpy(
+        np.stack([P.clip_features(vs.get(i).features, 8, cfg2.data.clip_offsets) for i in ids])
+    )
+    d = P.pair_distances(
+        lambda x, y: model.distance(x, y),
+        P.embed_clips(model.embed, clips),
         {v: i for i, v in enumerate(ids)},
         [(p.video_id_1, p.video_id_2) for p in pairs],
     )
     same = np.array([p.same for p in pairs])
     assert d[same].mean() < d[~same].mean()
-    report = cpa.evaluate(tmp_path / "run", progress=False, videos=vs)
+    report = evaluate_run(RECIPE, tmp_path / "run", progress=False, data=vs)
     auc = {r["distance"]: r["value"] for r in report["metrics"] if r["metric"] == "auc"}
     assert auc["cpa"] >= 0.8
     assert auc["raw_video_l2"] < 0.7  # order-only negatives: mean pooling cannot separate them
@@ -202,15 +214,16 @@ def test_resume_through_the_recipe_gives_identical_weights(tmp_path):
     recipe = load_recipes().build("cpa")
     cfg = _cfg("train.epochs=3")
     threads = torch.get_num_threads()
-    recipe.train(cfg, tmp_path / "full", resume=False, progress=False)
+    train_run(recipe, cfg, tmp_path / "full", resume=False, progress=False)
     assert torch.get_num_threads() == threads  # train.threads is restored afterwards
     cut = _cfg("train.epochs=3", "train.stop_after_epoch=1")
-    s1 = recipe.train(cut, tmp_path / "cut", resume=False, progress=False)
-    assert s1["epochs_done"] == 1 and not (tmp_path / "cut" / "model.safetensors").exists()
-    s2 = recipe.train(cfg, tmp_path / "cut", resume=True, progress=False)
-    assert s2["resumed_from_epoch"] == 1 and s2["epochs_done"] == 3
-    a, _, _ = cpa.load_run(tmp_path / "full")
-    b, _, _ = cpa.load_run(tmp_path / "cut")
+    s1 = train_run(recipe, cut, tmp_path / "cut", resume=False, progress=False)
+    assert s1["parts"][0]["epochs_done"] == 1 and not s1["finished"]
+    assert not (tmp_path / "cut" / "model.safetensors").exists()
+    s2 = train_run(recipe, cfg, tmp_path / "cut", resume=True, progress=False)
+    assert s2["parts"][0]["resumed_from_epoch"] == 1 and s2["parts"][0]["epochs_done"] == 3
+    a = load_run(recipe, tmp_path / "full")[2][""]
+    b = load_run(recipe, tmp_path / "cut")[2][""]
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert torch.equal(x, y), name
     events = [
@@ -259,18 +272,19 @@ def test_folder_dataset_end_to_end(tmp_path):
     )
     write_folder(ds, tmp_path / "data")
     cfg = _cfg(
-        "data.source=folder",
+        "data.dataset=folder",
         f"data.root={tmp_path / 'data'}",
         "model.steps=3",
-        "data.test_pairs=null",
+        "eval.pairs=auto",
     )
-    summary = cpa.train(cfg, tmp_path / "run", progress=False)
+    summary = train_run(RECIPE, cfg, tmp_path / "run", progress=False)
     assert summary["data"].startswith("folder dataset")
-    report = cpa.evaluate(tmp_path / "run", progress=False)
+    report = evaluate_run(RECIPE, tmp_path / "run", progress=False)
     assert report["num_pairs"] == len(ds.pairs) and report["metrics"]
+    assert "pairs.csv" in report["pairs"] or "own list" in report["pairs"]
     (tmp_path / "data" / "features" / f"{ds.videos[0].video_id}.npy").unlink()
     with pytest.raises(FileNotFoundError):
-        cpa.load_videos(cfg.data)
+        load_featureset(cfg.data)
 
 
 def test_quality_assessment_reports_spearman_rl2_aiou(tmp_path):
@@ -281,8 +295,8 @@ def test_quality_assessment_reports_spearman_rl2_aiou(tmp_path):
         "model.steps=3",
         "eval.num_exemplars=2",
     )
-    cpa.train(cfg, tmp_path / "run", progress=False)
-    report = cpa.evaluate(tmp_path / "run", progress=False)
+    train_run(RECIPE, cfg, tmp_path / "run", progress=False)
+    report = evaluate_run(RECIPE, tmp_path / "run", progress=False)
     names = {r["metric"] for r in report["metrics"]}
     assert {"spearman_rho", "relative_l2", "aiou@0.5", "aiou@0.75"} <= names
     assert all(np.isfinite(r["value"]) for r in report["metrics"])
@@ -291,20 +305,19 @@ def test_quality_assessment_reports_spearman_rl2_aiou(tmp_path):
 @pytest.mark.realdata
 def test_csv_scripted_data_uses_official_pairs(real_data, tmp_path):
     cfg = _cfg(
-        "data.source=svip",
-        "data.name=svip-csv",
+        "data.dataset=svip-csv",
         f"data.root={real_data / 'svip' / 'CSV'}",
         "data.synthetic={num_frames: 32, dim: 16, seed: 0}",
         "data.max_videos=150",
-        "data.test_pairs=null",
+        "eval.pairs=auto",
         "train.epochs=1",
         "eval.distances=[cpa,raw_dtw]",
     )
-    vs = cpa.load_videos(cfg.data)
+    vs = load_featureset(cfg.data)
     assert vs.simulated and "SIMULATED" in vs.description
     assert all(p.video_id_1.split("/")[0] == p.label_1 for p in vs.pairs)
-    cpa.train(cfg, tmp_path / "run", progress=False, videos=vs)
-    report = cpa.evaluate(tmp_path / "run", progress=False, videos=vs)
+    train_run(RECIPE, cfg, tmp_path / "run", progress=False, data=vs)
+    report = evaluate_run(RECIPE, tmp_path / "run", progress=False, data=vs)
     assert report["num_pairs"] == len(vs.pairs) > 0 and report["simulated_frames"]
 
 
@@ -322,20 +335,20 @@ def test_svip_reader_with_cached_features(real_data, tmp_path):
             (feats / rec.video_id).parent.mkdir(parents=True, exist_ok=True)
             np.save(feats / f"{rec.video_id}.npy", rng.normal(size=(30, 16)).astype(np.float32))
     cfg = _cfg(
-        "data.source=svip",
+        "data.dataset=svip-csv",
         f"data.root={root}",
         f"data.features_dir={feats}",
-        "data.test_pairs=null",
+        "eval.pairs=auto",
         "train.epochs=1",
         "eval.distances=[cpa]",
     )
-    vs = cpa.load_videos(cfg.data)
+    vs = load_featureset(cfg.data)
     assert not vs.simulated and len(vs.videos) == len(data) and vs.in_dim == 16
     assert len(vs.pairs) == 1000  # the official test pairs
     assert all(p.video_id_1 in vs.index and p.video_id_2 in vs.index for p in vs.pairs)
-    cpa.train(cfg, tmp_path / "run", progress=False, videos=vs)
-    assert cpa.evaluate(tmp_path / "run", progress=False, videos=vs)["metrics"]
+    train_run(RECIPE, cfg, tmp_path / "run", progress=False, data=vs)
+    assert evaluate_run(RECIPE, tmp_path / "run", progress=False, data=vs)["metrics"]
     (feats / f"{data.records[0].video_id}.npy").unlink()
-    missing = _cfg("data.source=svip", f"data.root={root}", f"data.features_dir={feats}")
-    with pytest.raises(FileNotFoundError, match="feature files are missing"):
-        cpa.load_videos(missing.data)
+    missing = _cfg("data.dataset=svip-csv", f"data.root={root}", f"data.features_dir={feats}")
+    with pytest.raises(FileNotFoundError, match="feature files .* are missing"):
+        load_featureset(missing.data)

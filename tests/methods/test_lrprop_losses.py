@@ -9,7 +9,7 @@ import torch
 from torch.autograd import gradcheck
 
 import procalign.losses.lrprop as L
-from procalign.methods.lrprop import cpu_threads
+from procalign.train.threads import compute as cpu_threads
 
 
 @pytest.fixture(autouse=True)

@@ -11,32 +11,25 @@ import torch
 
 import procalign.eval as E
 from procalign.config import load_config
-from procalign.methods.lrprop import (
-    LRPropConfig,
-    LRPropModel,
-    LRPropRecipe,
-    augment_view,
-    build_model,
-    cpu_threads,
-    embed_clips,
-    event_phases,
-    load_clips,
-    make_batches,
-    normalize_joints,
-    sample_view,
-    train_class,
-    validate_config,
-)
-from procalign.train import load_weights
+from procalign.data.joints import event_phases, normalize_joints
+from procalign.data.views import augment_view, make_batches, sample_view
+from procalign.eval.protocols import control_inputs
+from procalign.methods.lrprop import LRPropConfig, LRPropRecipe
+from procalign.models.lrprop import LRPropModel
+from procalign.models.lrprop import embed_videos as embed_clips
+from procalign.train.runner import evaluate_run, load_run, train_run
+from procalign.train.threads import compute
+
+RECIPE = LRPropRecipe()
 
 TINY = [
     "data.synthetic={num_tasks: 1, procedures_per_task: 2, videos_per_procedure: 16, num_frames: 32, dim: 16, seed: 0}",
-    "views.num_frames=16",
+    "data.num_frames=16",
     "model.dim=32",
     "model.layers=1",
     "model.heads=2",
     "optim.lr=0.003",
-    "threads=1",
+    "train.threads=1",
     "eval.max_queries=3",
     "eval.max_candidates=4",
     "eval.fractions=[0.5, 1.0]",
@@ -46,12 +39,16 @@ TINY = [
 @pytest.fixture(autouse=True)
 def _one_thread():
     """numba's OpenMP workers spin between kernel calls and starve torch's on a small CPU."""
-    with cpu_threads(1):
+    with compute(1):
         yield
 
 
 def _cfg(*extra: str) -> LRPropConfig:
     return load_config(LRPropConfig, None, [*TINY, *extra])
+
+
+def _data(cfg: LRPropConfig):
+    return RECIPE.load_data(cfg, None, False)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -130,11 +127,10 @@ def test_feature_augmentation_drops_the_same_dimensions_in_every_frame():
 
 
 def test_batches_are_a_function_of_the_epoch():
-    data = load_clips(
-        "synthetic",
-        synthetic={"num_tasks": 1, "procedures_per_task": 2, "videos_per_procedure": 6, "dim": 8},
-    )
-    train = data.split(data.classes[0], "train")
+    data = _data(_cfg(
+        "data.synthetic={num_tasks: 1, procedures_per_task: 2, videos_per_procedure: 6, dim: 8}"
+    ))
+    train = data.split("train", "1.1")
     a, b, c = (make_batches(train, e, seed=1, num_frames=12) for e in (0, 0, 1))
     assert all(
         torch.equal(x["x"], y["x"]) and torch.equal(x["idx"], y["idx"]) for x, y in zip(a, b)
@@ -146,10 +142,10 @@ def test_batches_are_a_function_of_the_epoch():
         and batch["video"].tolist()[::2] == batch["video"].tolist()[1::2]
     )
     for v, idx in zip(batch["video"].tolist(), batch["idx"]):
-        assert idx.max() < train[v].x.shape[0]
+        assert idx.max() < train[v].features.shape[0]
     # the crop holds the original frames at those indices (no augmentation here)
     v0 = batch["video"][0].item()
-    assert np.allclose(batch["x"][0].numpy(), train[v0].x[batch["idx"][0].long().numpy()])
+    assert np.allclose(batch["x"][0].numpy(), train[v0].features[batch["idx"][0].long().numpy()])
 
 
 # ----------------------------------------------------------------------------- model
@@ -198,61 +194,61 @@ def test_strided_embedding_covers_every_frame_with_whole_video_views():
 # ----------------------------------------------------------------------------- training
 
 
-def test_short_training_improves_kendalls_tau_over_the_untrained_model(tmp_path):
-    cfg = _cfg("data.actions=['1.1']", "optim.epochs=10")
-    data = load_clips("synthetic", synthetic=cfg.data.synthetic, actions=cfg.data.actions)
-    train, test = data.split("1.1", "train"), data.split("1.1", "test")
+def _tau(model, videos, window, static=False):
+    xs = [v.features for v in videos]
+    if static:
+        xs = control_inputs(xs, "static")
+    return E.mean_kendalls_tau(embed_clips(model, xs, window), variant="tau_a")
+
+
+def test_short_training_improves_the_gap_to_static_input(tmp_path):
+    """Learning is judged on tau(real) - tau(static): with position encodings a model can read
+    the frame index and keep its tau on a video whose frames are all the same, so the raw tau
+    alone cannot tell learning from counting."""
+    cfg = _cfg("data.actions=['1.1']", "train.epochs=10")
+    data = _data(cfg)
+    info = RECIPE.describe(cfg, data)
+    train, test = data.split("train", "1.1"), data.split("test", "1.1")
     assert len(train) >= 8 and len(test) >= 3
-    untrained = build_model(cfg, data.in_dim, 0)  # the same initialisation train_class uses
-    untrained.set_input_stats([c.x for c in train])
-    tau0 = E.mean_kendalls_tau(embed_clips(untrained, [c.x for c in test], 16), variant="tau_a")
-    summary = train_class(cfg, data, "1.1", tmp_path, resume=False, progress=False)
-    trained = load_weights(build_model(cfg, data.in_dim, 0), tmp_path / "model.safetensors")
-    tau1 = E.mean_kendalls_tau(embed_clips(trained, [c.x for c in test], 16), variant="tau_a")
-    assert summary["epochs_done"] == 10 and set(summary["final_terms"]) == {"same", "prop", "sdtw"}
-    assert tau1 > tau0 + 0.05, (tau0, tau1)
+    untrained = RECIPE.build(cfg, info)["classes/1.1"]  # the initialisation training starts from
+    untrained.set_input_stats([v.features for v in train])
+    untrained.eval()
+    gap0 = _tau(untrained, test, 16) - _tau(untrained, test, 16, static=True)
+    summary = train_run(RECIPE, cfg, tmp_path, resume=False, progress=False, data=data)
+    trained = load_run(RECIPE, tmp_path)[2]["classes/1.1"]
+    gap1 = _tau(trained, test, 16) - _tau(trained, test, 16, static=True)
+    part = summary["parts"][0]
+    assert part["epochs_done"] == 10 and {"same", "prop", "sdtw"} <= set(part["last_epoch"])
+    assert gap1 > gap0 + 0.05, (gap0, gap1)
 
 
 def test_recipe_resume_gives_identical_weights(tmp_path):
-    recipe = LRPropRecipe()
-    cfg = _cfg("data.actions=['1.2']", "optim.epochs=3")
-    recipe.train(cfg, tmp_path / "full", progress=False)
-    recipe.train(cfg, tmp_path / "cut", progress=False, stop_after_epoch=1)
+    cfg = _cfg("data.actions=['1.2']", "train.epochs=3")
+    train_run(RECIPE, cfg, tmp_path / "full", progress=False)
+    train_run(RECIPE, _cfg("data.actions=['1.2']", "train.epochs=3", "train.stop_after_epoch=1"),
+              tmp_path / "cut", progress=False)
     assert not (tmp_path / "cut/classes/1.2/model.safetensors").exists()
-    summary = recipe.train(cfg, tmp_path / "cut", progress=False)  # a new call resumes
-    assert summary["classes"][0]["resumed_from_epoch"] == 1
-    a = load_weights(build_model(cfg, 16, 0), tmp_path / "full/classes/1.2/model.safetensors")
-    b = load_weights(build_model(cfg, 16, 0), tmp_path / "cut/classes/1.2/model.safetensors")
+    summary = train_run(RECIPE, cfg, tmp_path / "cut", progress=False)  # a new call resumes
+    assert summary["parts"][0]["resumed_from_epoch"] == 1
+    a = load_run(RECIPE, tmp_path / "full")[2]["classes/1.2"]
+    b = load_run(RECIPE, tmp_path / "cut")[2]["classes/1.2"]
     for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
         assert torch.equal(x, y)
-    again = recipe.train(cfg, tmp_path / "cut", progress=False)
-    assert again["classes"][0]["status"] == "already trained"
-    with pytest.raises(ValueError, match="holds a different config"):
-        recipe.train(
-            _cfg("data.actions=['1.2']", "optim.epochs=4"), tmp_path / "cut", progress=False
-        )
+    again = train_run(RECIPE, cfg, tmp_path / "cut", progress=False)
+    assert again["parts"][0]["status"] == "already trained"
+    with pytest.raises(ValueError, match=r"other settings \(train.epochs: 3 -> 4\).*--extend"):
+        train_run(RECIPE, _cfg("data.actions=['1.2']", "train.epochs=4"), tmp_path / "cut",
+                  progress=False)
 
 
 def test_cli_train_and_eval_on_synthetic_with_phase_metrics(tmp_path, capsys):
     from procalign.cli.main import main
 
     out = tmp_path / "run"
-    over = [*TINY, "optim.epochs=2", "views.augment=false", "loss.sdtw_variant=idm"]
+    over = [*TINY, "train.epochs=2", "data.augment=false", "loss.sdtw_variant=idm"]
     assert main(["train", "lrprop", *over, "--out", str(out), "--quiet"]) == 0
-    assert (
-        main(
-            [
-                "eval",
-                "lrprop",
-                "--run",
-                str(out),
-                "eval.stride=2",
-                "--out",
-                str(tmp_path / "r.json"),
-            ]
-        )
-        == 0
-    )
+    assert main(["eval", "lrprop", "--run", str(out), "eval.stride=2", "--out",
+                 str(tmp_path / "r.json")]) == 0
     report = json.loads((tmp_path / "r.json").read_text())
     metrics = {m["metric"] for m in report["metrics"]}
     assert {
@@ -265,7 +261,10 @@ def test_cli_train_and_eval_on_synthetic_with_phase_metrics(tmp_path, capsys):
         "retrieval_precision@1",
         "verification_auc_pooled",
     } <= metrics
-    assert set(report["per_class"]) == {"1.1", "1.2"}
+    assert {m["model"] for m in report["metrics"]} == {"lrprop", "raw_inputs"}
+    controls = {m.get("control") for m in report["metrics"] if m["metric"] == "kendalls_tau"}
+    assert {"static", "shuffled", "gap_static", "gap_shuffled"} <= controls
+    assert report["classes"] == ["1.1", "1.2"]
     assert all(
         "stride=2" in m["variant"] for m in report["metrics"] if m["metric"] == "kendalls_tau"
     )
@@ -284,13 +283,12 @@ def test_folder_dataset_with_string_frame_labels(tmp_path):
         ),
         tmp_path / "data",
     )
-    recipe = LRPropRecipe()
-    cfg = _cfg("data.dataset=folder", f"data.root={root}", "data.actions=['1.1']", "optim.epochs=1")
-    recipe.train(cfg, tmp_path / "run", progress=False)
-    report = recipe.evaluate(tmp_path / "run", progress=False)
-    per = report["per_class"]["1.1"]
-    assert "phase_classification@1[linear_svm]" in per and "dtw_alignment_accuracy" in per
-    assert "phase_progression" not in per  # step names are not ordered phases
+    cfg = _cfg("data.dataset=folder", f"data.root={root}", "data.actions=['1.1']", "train.epochs=1")
+    train_run(RECIPE, cfg, tmp_path / "run", progress=False)
+    report = evaluate_run(RECIPE, tmp_path / "run", progress=False)
+    rows = {(m["metric"], m["model"]) for m in report["metrics"] if "control" not in m}
+    assert ("phase_classification@1", "lrprop") in rows and ("dtw_alignment_accuracy", "lrprop") in rows
+    assert ("phase_progression", "lrprop") not in rows  # step names are not ordered phases
     assert (tmp_path / "run/eval.json").exists()
 
 
@@ -308,21 +306,36 @@ def test_folder_videos_go_through_a_frozen_registry_encoder(tmp_path):
         "data.dataset=folder",
         f"data.root={root}",
         "data.actions=['1.1']",
-        "optim.epochs=1",
-        "data.encoder=tiny_cnn",
-        "data.encoder_args={dim: 12}",
-        "views.num_frames=8",
+        "train.epochs=1",
+        "data.video_encoder=tiny_cnn",
+        "data.video_encoder_args={dim: 12}",
+        "data.num_frames=8",
     )
-    LRPropRecipe().train(cfg, tmp_path / "run", progress=False)
+    train_run(RECIPE, cfg, tmp_path / "run", progress=False)
     assert len(list((tmp_path / "run/features/features").glob("*.npy"))) == len(ds)
-    report = LRPropRecipe().evaluate(tmp_path / "run", progress=False)
+    report = evaluate_run(RECIPE, tmp_path / "run", progress=False)
     assert "kendalls_tau" in {m["metric"] for m in report["metrics"]}
 
 
-def test_raw_input_baseline_uses_the_same_protocol():
-    report = LRPropRecipe().evaluate_inputs(_cfg("data.actions=['1.1']"))
-    assert report["method"] == "raw_inputs"
-    assert {"kendalls_tau", "verification_auc"} <= {m["metric"] for m in report["metrics"]}
+def test_video_level_embedding_does_not_depend_on_the_label(tmp_path):
+    """Shuffling the test videos' labels must not change any video's embedding (issue: the
+    query's class model used to embed every candidate)."""
+    import random
+
+    cfg = _cfg("train.epochs=1")
+    data = _data(cfg)
+    train_run(RECIPE, cfg, tmp_path, progress=False, data=data)
+    cfg, info, models = load_run(RECIPE, tmp_path)
+    embed = RECIPE.label_blind(cfg, models, info)
+    test = data.split("test")
+    before = embed([v.features for v in test])
+    labels = [v.label for v in test]
+    random.Random(0).shuffle(labels)
+    for v, lab in zip(test, labels):
+        v.label = lab
+    after = embed([v.features for v in test])
+    assert all(np.array_equal(x, y) for x, y in zip(before, after))
+    assert before[0].shape[1] == 2 * cfg.model.dim  # both class models, concatenated
 
 
 # ----------------------------------------------------------------------------- config errors
@@ -332,55 +345,58 @@ def test_raw_input_baseline_uses_the_same_protocol():
     ("override", "message"),
     [
         ("loss.sdtw_variant=plain", "loss.sdtw_variant"),
-        ("optim.batch_videos=1", "optim.batch_videos"),
-        ("data.dataset=kinetics", "data.dataset"),
-        ("views.crop_min=0", "views.crop_min"),
+        ("train.batch_size=1", "train.batch_size"),
+
+        ("data.crop_min=0", "data.crop_min"),
         ("model.heads=3", "divisible"),
-        ("per_class={'1.1': {sigma: 2}}", "per_class.1.1.sigma"),
+        ("train.per_class={'1.1': {sigma: 2}}", "train.per_class.1.1.sigma"),
         ("eval.views=chunks", "eval.views"),
-        ("threads=0", "threads"),
+        ("train.threads=0", "train.threads"),
     ],
 )
 def test_config_errors_name_the_key(override, message):
     with pytest.raises(ValueError, match=message):
-        validate_config(_cfg(override))
+        RECIPE.validate(_cfg(override))
 
 
 def test_unknown_keys_and_missing_data_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown config key"):
         _cfg("loss.lambda3=1.0")
     with pytest.raises(ValueError, match="data.root"):
-        LRPropRecipe().train(_cfg("data.dataset=folder"), tmp_path, progress=False)
+        train_run(RECIPE, _cfg("data.dataset=folder"), tmp_path, progress=False)
+    with pytest.raises(ValueError, match="data.dataset 'kinetics' is unknown"):
+        train_run(RECIPE, _cfg("data.dataset=kinetics"), tmp_path / "k", progress=False)
     with pytest.raises(ValueError, match=r"data.actions \['9.9'\] are not labels"):
-        LRPropRecipe().train(_cfg("data.actions=['9.9']"), tmp_path / "x", progress=False)
+        train_run(RECIPE, _cfg("data.actions=['9.9']"), tmp_path / "x", progress=False)
     assert not (tmp_path / "x/config.yaml").exists()  # a corrected config can use the folder
-    with pytest.raises(FileNotFoundError, match="not an LRProp run folder"):
-        LRPropRecipe().evaluate(tmp_path / "nothing")
+    with pytest.raises(FileNotFoundError, match="not a finished lrprop run"):
+        evaluate_run(RECIPE, tmp_path / "nothing")
 
 
 # ----------------------------------------------------------------------------- real data
 
 
 def test_pennaction_joints_through_the_model(real_data, tmp_path):
-    data = load_clips(
-        "pennaction",
-        str(real_data / "pennaction"),
-        actions=["jumping_jacks"],
-        max_train_videos=4,
-        max_test_videos=2,
+    cfg = _cfg(
+        "data.dataset=pennaction",
+        f"data.root={real_data / 'pennaction'}",
+        "data.actions=[jumping_jacks]",
+        "data.max_train_videos=4",
+        "data.max_test_videos=2",
+        "train.epochs=1",
+        "data.num_frames=12",
     )
+    data = _data(cfg)
     assert data.kind == "joints" and data.num_joints == 13 and data.in_dim == 39
-    jj = data.split("jumping_jacks", "train")
-    assert len(jj) == 4 and all(c.phases is None for c in jj)
-    coords = np.concatenate([c.x[:, :26] for c in jj]).reshape(-1, 13, 2)
+    jj = data.split("train", "jumping_jacks")
+    assert len(jj) == 4 and all(v.phases is None for v in jj)
+    coords = np.concatenate([v.features[:, :26] for v in jj]).reshape(-1, 13, 2)
     assert np.allclose(coords[:, 7:9].mean(1), 0, atol=1e-5)  # centred on the mid-hip
     assert 0.5 < np.median(np.abs(coords[:, 0, 1])) < 3  # head about a torso above the hips
-    cfg = _cfg("data.dataset=pennaction", "optim.epochs=1", "views.num_frames=12")
-    summary = train_class(cfg, data, "jumping_jacks", tmp_path, resume=False, progress=False)
-    assert summary["epochs_done"] == 1 and math.isfinite(summary["final_loss"])
-    model = load_weights(build_model(cfg, 39, 0), tmp_path / "model.safetensors")
-    embs = embed_clips(model, [c.x for c in data.split("jumping_jacks", "test")], 12)
-    assert all(
-        e.shape == (len(c.x), 32) and np.isfinite(e).all()
-        for e, c in zip(embs, data.split("jumping_jacks", "test"))
-    )
+    summary = train_run(RECIPE, cfg, tmp_path, resume=False, progress=False, data=data)
+    part = summary["parts"][0]
+    assert part["epochs_done"] == 1 and math.isfinite(part["last_epoch"]["loss"])
+    model = load_run(RECIPE, tmp_path)[2]["classes/jumping_jacks"]
+    test = data.split("test", "jumping_jacks")
+    embs = embed_clips(model, [v.features for v in test], 12)
+    assert all(e.shape == (len(v.features), 32) and np.isfinite(e).all() for e, v in zip(embs, test))

@@ -1,0 +1,128 @@
+"""The run-folder contract: a run is written only by the run that owns it.
+
+One test per situation a user met (reliability issue): reruns with other settings are refused
+with one line naming the keys and leave the run as it was; --extend really trains the extra
+epochs; a rerun without --config resumes the run as it is.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from procalign.cli.main import main
+from procalign.config import load_config
+from procalign.methods import load_recipes
+from procalign.train.runner import RunConflict, evaluate_run, load_run, train_run
+from procalign.train.threads import compute
+
+TINY = [
+    "data.synthetic={num_tasks: 1, procedures_per_task: 2, videos_per_procedure: 6, "
+    "num_frames: 24, dim: 12, steps_per_procedure: 3, seed: 0}",
+    "data.num_frames=8",
+    "data.pairs_per_epoch=12",
+    "train.batch_size=6",
+    "eval.pairs=sampled",
+    "eval.num_pairs=16",
+    "data.threshold_pairs=16",
+    "model.steps=3",
+    "model.temporal_args={dim: 8, layers: 1, heads: 2, dropout: 0.0, positions: false}",
+    "eval.distances=[cpa]",
+    "train.epochs=2",
+]
+RECIPE = load_recipes().build("cpa")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with compute(1):
+        yield
+
+
+@pytest.fixture
+def finished(tmp_path):
+    run = tmp_path / "run"
+    train_run(RECIPE, load_config(RECIPE.config_cls, None, TINY), run, progress=False)
+    return run
+
+
+def _files(run):
+    return {n: (run / n).read_bytes() for n in ("config.yaml", "meta.json", "threshold.json",
+                                                 "model.safetensors")}
+
+
+def _weights(run):
+    return load_run(RECIPE, run)[2][""].state_dict()
+
+
+def test_rerun_with_a_changed_setting_is_refused_and_leaves_the_run_alone(finished, capsys):
+    before = _files(finished)
+    code = main(["train", "cpa", *TINY, "model.steps=2", "optim.lr=5e-4", "--out", str(finished),
+                 "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "model.steps: 3 -> 2" in err and "optim.lr: 0.001 -> 0.0005" in err
+    assert "--out NEW" in err
+    assert _files(finished) == before
+    # a changed model width: same one-line refusal, and the run still evaluates
+    assert main(["train", "cpa", *TINY, "model.temporal_args.dim=16", "--out", str(finished)]) == 2
+    assert "model.temporal_args.dim: 8 -> 16" in capsys.readouterr().err
+    assert _files(finished) == before
+    assert evaluate_run(RECIPE, finished, progress=False)["metrics"]
+
+
+def test_rerun_without_config_resumes_the_run_as_it_is(finished, capsys):
+    before = _files(finished)
+    assert main(["train", "cpa", "--out", str(finished), "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["parts"][0]["status"] == "already trained"
+    assert _files(finished)["config.yaml"] == before["config.yaml"]
+    assert _files(finished)["model.safetensors"] == before["model.safetensors"]
+
+
+def test_more_epochs_needs_extend_and_then_really_trains(finished, tmp_path, capsys):
+    more = [*TINY, "train.epochs=3"]
+    assert main(["train", "cpa", *more, "--out", str(finished), "--quiet"]) == 2
+    assert "train.epochs: 2 -> 3" in capsys.readouterr().err
+    two = {k: v.clone() for k, v in _weights(finished).items()}
+    assert main(["train", "cpa", *more, "--out", str(finished), "--extend", "--quiet"]) == 0
+    three = _weights(finished)
+    moved = max(float((three[k] - two[k]).abs().max()) for k in two)
+    assert moved > 1e-4  # the rebuilt schedule has a non-zero learning rate for epoch 3
+    saved = load_config(RECIPE.config_cls, finished / "config.yaml")
+    assert saved.train.epochs == 3  # config.yaml describes the weights
+    log = [json.loads(x) for x in (finished / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log if r.get("event") == "epoch"] == [1, 2, 3]
+
+
+def test_a_run_of_another_method_or_on_other_data_is_refused(finished):
+    lrprop = load_recipes().build("lrprop")
+    with pytest.raises(RunConflict, match="is a 'cpa' run, not 'lrprop'"):
+        train_run(lrprop, load_config(lrprop.config_cls, None, []), finished, progress=False)
+    other = load_config(RECIPE.config_cls, None, [*TINY[1:], TINY[0].replace("dim: 12", "dim: 10")])
+    with pytest.raises(RunConflict, match="other settings"):
+        train_run(RECIPE, other, finished, progress=False)
+    with pytest.raises(RunConflict, match="in_dim=12"):
+        train_run(RECIPE, other, finished, resume=False, progress=False)
+
+
+def test_no_resume_starts_over(finished):
+    summary = train_run(RECIPE, load_config(RECIPE.config_cls, None, TINY), finished,
+                        resume=False, progress=False)
+    assert summary["parts"][0]["resumed_from_epoch"] == 0 and summary["finished"]
+
+
+def test_kill_at_every_epoch_then_resume_is_bit_identical(tmp_path):
+    cfg = load_config(RECIPE.config_cls, None, [*TINY, "train.epochs=3"])
+    train_run(RECIPE, cfg, tmp_path / "ref", progress=False)
+    ref = _weights(tmp_path / "ref")
+    for stop in (1, 2):
+        run = tmp_path / f"cut{stop}"
+        cut = load_config(RECIPE.config_cls, None, [*TINY, "train.epochs=3",
+                                                     f"train.stop_after_epoch={stop}"])
+        train_run(RECIPE, cut, run, progress=False)
+        train_run(RECIPE, cfg, run, progress=False)
+        got = _weights(run)
+        assert all(torch.equal(ref[k], got[k]) for k in ref), stop

@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     payload = {
         name: {
             "metrics": r["report"]["metrics"],
-            "seconds_per_epoch": R._epoch_seconds(runs[name]),
+            "seconds_per_epoch": R.epoch_seconds(runs[name]),
             "threshold": r["summary"].get("threshold"),
         }
         for name, r in results.items()

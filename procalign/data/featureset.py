@@ -304,7 +304,7 @@ def load_featureset(
     return fs
 
 
-def _synth_config(settings: dict[str, Any]):
+def synth_config(settings: dict[str, Any]):
     from procalign.data.synthetic import SynthConfig
 
     if not isinstance(settings, dict):
@@ -347,7 +347,7 @@ def _from_generated(ds, description: str, simulated: bool, pair_source: str) -> 
 def _synthetic(cfg: DataConfig, cache_dir: Path | None, progress: bool) -> FeatureSet:
     from procalign.data.synthetic import make_dataset
 
-    sc = _synth_config(cfg.synthetic)
+    sc = synth_config(cfg.synthetic)
     ds = make_dataset(sc, progress=progress)
     return _cap(
         _from_generated(ds, f"synthetic procedures (seed {sc.seed})", False, "generator's list"),
@@ -363,7 +363,7 @@ def _svip(cfg: DataConfig, cache_dir: Path | None, progress: bool) -> FeatureSet
         return _reader_with_features(cfg, cache_dir, progress, root)
     ds = from_svip(
         root,
-        _synth_config(cfg.synthetic),
+        synth_config(cfg.synthetic),
         splits=(cfg.train_split, cfg.test_split),
         max_videos=cfg.max_videos,
         progress=progress,

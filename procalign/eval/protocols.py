@@ -40,10 +40,14 @@ MIN_PAIRS = 50
 __all__ = [
     "CONTROLS",
     "Distance",
+    "clip_distances",
+    "clip_embeddings",
     "clip_features",
     "clip_verification",
+    "eer_threshold",
     "embed_clips",
     "evaluation_pairs",
+    "exemplar_quality",
     "frame_alignment",
     "pair_distances",
     "verification_rows",
@@ -196,6 +200,52 @@ def verification_rows(
     return rows
 
 
+def clip_embeddings(
+    features: Callable[[str], np.ndarray],
+    ids: Sequence[str],
+    embed: Embed,
+    *,
+    T: int,
+    offsets: Sequence[float],
+    boundaries: str = "even",
+    batch_size: int = 128,
+) -> tuple[Tensor, Tensor]:
+    """(input clips (V, C, T, D_in), embedded clips (V, C, T, D)) of the videos ``ids``."""
+    clips = torch.from_numpy(
+        np.stack([clip_features(features(i), T, offsets, boundaries) for i in ids])
+    )
+    return clips, embed_clips(embed, clips, batch_size)
+
+
+def clip_distances(
+    features: Callable[[str], np.ndarray],
+    pairs: Sequence[Any],
+    embed: Embed,
+    fn: PairFn,
+    **clip_args: Any,
+) -> np.ndarray:
+    """(P,) distances of ``pairs`` under ``fn`` with the SVIP clip protocol (mean over clips);
+    ``clip_args``: T, offsets, boundaries, batch_size as in :func:`clip_embeddings`."""
+    ids = sorted({p.video_id_1 for p in pairs} | {p.video_id_2 for p in pairs})
+    _, emb = clip_embeddings(features, ids, embed, **clip_args)
+    return pair_distances(fn, emb, {v: i for i, v in enumerate(ids)},
+                          [(p.video_id_1, p.video_id_2) for p in pairs],
+                          clip_args.get("batch_size", 128))
+
+
+def eer_threshold(distances: np.ndarray, same: np.ndarray) -> float:
+    """The distance where false-accept and false-reject rates cross ("same" when <= it).
+
+    >>> eer_threshold(np.array([0.1, 0.2, 0.8, 0.9]), np.array([True, True, False, False]))
+    0.2
+    """
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, thr = roc_curve(same, -np.asarray(distances))
+    i = int(np.argmin(np.abs(fpr - (1 - tpr))))
+    return float(-thr[i]) if np.isfinite(thr[i]) else float(np.max(distances))
+
+
 @dataclass
 class Distance:
     """One distance of a verification report.
@@ -238,8 +288,8 @@ def clip_verification(
 
     ids = sorted({p.video_id_1 for p in pairs} | {p.video_id_2 for p in pairs})
     index = {v: i for i, v in enumerate(ids)}
-    clips = torch.from_numpy(np.stack([clip_features(features(i), T, offsets, boundaries) for i in ids]))
-    emb = embed_clips(embed, clips, batch_size)
+    clips, emb = clip_embeddings(features, ids, embed, T=T, offsets=offsets,
+                                 boundaries=boundaries, batch_size=batch_size)
     same = np.array([bool(p.same) for p in pairs])
     have_steps = steps is not None and all(steps(i) for i in ids)
     steps_1 = [steps(p.video_id_1) for p in pairs] if have_steps else None
@@ -548,3 +598,86 @@ def mean_rows(
             value = float(np.nanmean(vals))
         rows.append(row(metric, value, f"{full},mean_of_{len(vals)}_classes", higher, **extra))
     return rows
+
+
+# =============================================================================================
+# Exemplar-based quality assessment
+# =============================================================================================
+
+
+def exemplar_quality(
+    train: Sequence[Any],
+    test: Sequence[Any],
+    score: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]],
+    *,
+    T: int,
+    offsets: Sequence[float] = (0.25, 0.5, 0.75),
+    boundaries: str = "even",
+    num_exemplars: int = 5,
+    aiou_thresholds: Sequence[float] = (0.5, 0.75),
+    score_scale: float = 100.0,
+    batch_size: int = 128,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Quality assessment against exemplars (TSA's setting): each test video is scored against
+    the first ``num_exemplars`` training videos of its label, predictions averaged over exemplars
+    and clips.
+
+    Args:
+        train, test: videos with ``features``, ``label``, ``score``; test videos also
+            ``step_index`` and ``steps`` (for AIoU).
+        score: ``(query clips (E*C, T, D), exemplar clips (E*C, T, D)) -> (predicted
+            (score(query) - score(exemplar)) / score_scale (E*C,), query step bounds
+            (E*C, K+1))``.
+
+    Reports Spearman's rho, relative L2 (x100, the training scores' range) and AIoU after
+    regrouping the K steps uniformly into 3 phases (centre clip, first exemplar, sampled-frame
+    units).
+    """
+    from tqdm.auto import tqdm
+
+    from procalign.eval import aiou, relative_l2, spearman_rho
+
+    by_label: dict[str, list] = {}
+    for v in train:
+        by_label.setdefault(v.label, []).append(v)
+    C = len(offsets)
+    centre = int(np.argmin(np.abs(np.asarray(offsets) - 0.5)))
+
+    def clips(v):
+        return clip_features(v.features, T, offsets, boundaries)
+
+    preds, trues, pt, tt = [], [], [], []
+    for v in tqdm(test, desc="quality", disable=not progress, leave=False):
+        ex = by_label.get(v.label, [])[:num_exemplars]
+        if not ex:
+            continue
+        q = torch.from_numpy(clips(v))[None].expand(len(ex), -1, -1, -1).flatten(0, 1)
+        e = torch.from_numpy(np.stack([clips(x) for x in ex])).flatten(0, 1)
+        delta, bounds = score(q, e)
+        base = torch.tensor([x.score for x in ex]).repeat_interleave(C)
+        preds.append(float((base + score_scale * delta).mean()))
+        trues.append(v.score)
+        bq = bounds[centre].numpy()
+        K = len(bq) - 1
+        pt.append([bq[round(K / 3)], bq[round(2 * K / 3)]])
+        idx = clip_features(np.arange(len(v.features))[:, None], T, [offsets[centre]])[0, :, 0]
+        ph = v.step_index[idx.astype(int)]
+        group = np.where(ph >= 0, np.minimum(ph * 3 // len(v.steps), 2), -1)
+        tt.append([_first_at_least(group, 1), _first_at_least(group, 2)])
+    if len(preds) < 2:
+        raise ValueError("quality evaluation needs at least 2 test videos with exemplars")
+    lo, hi = min(v.score for v in train), max(v.score for v in train)
+    rows = [
+        row("spearman_rho", spearman_rho(preds, trues), f"exemplars={num_exemplars},{C}clips"),
+        row("relative_l2", relative_l2(preds, trues, (lo, hi)),
+            f"x100,range=train[{lo:.1f},{hi:.1f}]", False),
+    ]
+    for thr, val in aiou(np.array(pt, float), np.array(tt, float), aiou_thresholds).items():
+        rows.append(row(f"aiou@{thr}", val, "tsa,K->3 phases"))
+    return {"task": "quality", "num_videos": len(preds), "metrics": rows}
+
+
+def _first_at_least(group: np.ndarray, g: int) -> int:
+    hits = np.flatnonzero(group >= g)
+    return int(hits[0]) if hits.size else len(group)

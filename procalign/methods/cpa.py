@@ -41,16 +41,8 @@ from procalign.methods import baselines as BL
 from procalign.methods.base import Recipe, TrainSpec
 from procalign.models.cpa import STEP_FEATURES, STEP_MINING, TASKS, CPAModel, explain_pair
 
-EVAL_DISTANCES = (
-    "cpa",
-    "fsa_uniform",
-    "video_l2",
-    "dtw",
-    "soft_dtw",
-    "raw_video_l2",
-    "raw_dtw",
-    "raw_fsa_uniform",
-)
+EVAL_DISTANCES = ("cpa", "fsa_uniform", "video_l2", "dtw", "soft_dtw", "raw_video_l2", "raw_dtw",
+                  "raw_fsa_uniform")
 
 
 @dataclass
@@ -292,17 +284,21 @@ class CPARecipe(Recipe):
     def validate(self, cfg: CPAConfig) -> None:
         super().validate(cfg)
         d, m = cfg.data, cfg.model
-        _choice(m.task, "model.task", TASKS)
-        _choice(m.relational, "model.relational", L.RELATIONAL_MODES)
-        _choice(m.block_score, "model.block_score", ("mean", "sqrt_area"))
-        _choice(m.step_mining, "model.step_mining", STEP_MINING)
-        _choice(m.step_features, "model.step_features", STEP_FEATURES)
-        _choice(m.eval_step_features, "model.eval_step_features", STEP_FEATURES[1:])
+        for value, key, options in (
+            (m.task, "model.task", TASKS),
+            (m.relational, "model.relational", L.RELATIONAL_MODES),
+            (m.block_score, "model.block_score", ("mean", "sqrt_area")),
+            (m.step_mining, "model.step_mining", STEP_MINING),
+            (m.step_features, "model.step_features", STEP_FEATURES),
+            (m.eval_step_features, "model.eval_step_features", STEP_FEATURES[1:]),
+            (m.fsa_normalize, "model.fsa_normalize", L.NORMALIZE_MODES),
+            (d.boundaries, "data.boundaries", ("even", "svip")),
+            (d.negatives, "data.negatives", ("same_task", "prefer_same_task", "any")),
+            *((x, "eval.distances entry", EVAL_DISTANCES) for x in cfg.eval.distances),
+        ):
+            _choice(value, key, options)
         if m.eval_step_features == "attention" and m.step_features != "attention":
             raise ValueError("model.eval_step_features=attention needs model.step_features=attention")
-        _choice(m.fsa_normalize, "model.fsa_normalize", L.NORMALIZE_MODES)
-        _choice(d.boundaries, "data.boundaries", ("even", "svip"))
-        _choice(d.negatives, "data.negatives", ("same_task", "prefer_same_task", "any"))
         if d.num_frames < 1:
             raise ValueError(f"data.num_frames (T) must be >= 1, got {d.num_frames}")
         if not 1 <= m.steps <= d.num_frames:
@@ -315,15 +311,12 @@ class CPARecipe(Recipe):
                 raise ValueError(f"eval.steps_sweep value {k} must be in [1, T={d.num_frames}]")
         if not d.clip_offsets or any(not 0 <= o < 1 for o in d.clip_offsets):
             raise ValueError(f"data.clip_offsets must be non-empty values in [0, 1), got {d.clip_offsets}")
-        if not 0 < d.positive_fraction <= 1:
-            raise ValueError(f"data.positive_fraction must be in (0, 1], got {d.positive_fraction}")
-        if d.pairs_per_epoch < 1:
-            raise ValueError("data.pairs_per_epoch must be >= 1")
-        for name in ("task", "align", "step"):
-            if getattr(cfg.loss, name) < 0:
-                raise ValueError(f"loss.{name} must be >= 0, got {getattr(cfg.loss, name)}")
-        for name in cfg.eval.distances:
-            _choice(name, "eval.distances entry", EVAL_DISTANCES)
+        if not 0 < d.positive_fraction <= 1 or d.pairs_per_epoch < 1:
+            raise ValueError("data.positive_fraction must be in (0, 1] and data.pairs_per_epoch "
+                             f">= 1, got {d.positive_fraction}, {d.pairs_per_epoch}")
+        for name, w in vars(cfg.loss).items():
+            if w < 0:
+                raise ValueError(f"loss.{name} must be >= 0, got {w}")
         if m.task == "quality" and d.dataset != "synthetic":
             raise ValueError("model.task=quality runs on data.dataset=synthetic (simulated scores)")
         for key in ("encoder_args", "temporal_args"):
@@ -333,7 +326,7 @@ class CPARecipe(Recipe):
     def load_data(self, cfg: CPAConfig, run_dir: Path | None, progress: bool):
         data = super().load_data(cfg, run_dir, progress)
         if cfg.model.task == "quality":
-            seed = fset._synth_config(cfg.data.synthetic).seed
+            seed = fset.synth_config(cfg.data.synthetic).seed
             data = fset.with_quality_scores(data, cfg.data.quality_strength, seed)
         return data
 
@@ -399,9 +392,7 @@ class CPARecipe(Recipe):
             dists = [x for x in dists if x.label in only]
         report = P.clip_verification(
             lambda i: data.get(i).features, pairs, _embed(model), dists,
-            T=cfg.data.num_frames, offsets=cfg.data.clip_offsets,
-            boundaries=cfg.data.boundaries, steps=lambda i: data.get(i).steps,
-            batch_size=e.batch_size, progress=progress,
+            steps=lambda i: data.get(i).steps, progress=progress, **_clip_args(cfg),
         )
         return {**report, "split": e.split, "pairs": source, "warnings": notes,
                 "simulated_frames": data.simulated}
@@ -414,28 +405,18 @@ def choose_threshold(model: CPAModel, cfg: CPAConfig, data, run_dir: Path | None
     """Same/different threshold on the CPA distance at the EER point of training pairs
     (``data.threshold_pairs``, half positive, SVIP clips); a pair is "same" when its distance is
     <= threshold. Written to ``run_dir/threshold.json`` when ``run_dir`` is given."""
-    from sklearn.metrics import roc_curve
-
     from procalign.eval import verification_auc, verification_eer
     from procalign.train import write_json
 
-    pairs, source, _ = P.evaluation_pairs(
+    pairs, _, _ = P.evaluation_pairs(
         data.split(cfg.data.train_split), [], "sampled", cfg.data.threshold_pairs,
         cfg.data.negatives, cfg.train.seed + 11, cfg.data.threshold_pairs,
     )
-    ids = sorted({p.video_id_1 for p in pairs} | {p.video_id_2 for p in pairs})
-    clips = torch.from_numpy(np.stack([
-        P.clip_features(data.get(i).features, cfg.data.num_frames, cfg.data.clip_offsets,
-                        cfg.data.boundaries) for i in ids
-    ]))
-    emb = P.embed_clips(_embed(model), clips, cfg.eval.batch_size)
-    d = P.pair_distances(lambda x, y: model.distance(x, y), emb, {v: i for i, v in enumerate(ids)},
-                         [(p.video_id_1, p.video_id_2) for p in pairs], cfg.eval.batch_size)
+    d = P.clip_distances(lambda i: data.get(i).features, pairs, _embed(model),
+                         lambda x, y: model.distance(x, y), **_clip_args(cfg))
     same = np.array([bool(p.same) for p in pairs])
-    fpr, tpr, thr = roc_curve(same, -d)
-    i = int(np.argmin(np.abs(fpr - (1 - tpr))))
     out = {
-        "threshold": float(-thr[i]) if np.isfinite(thr[i]) else float(d.max()),
+        "threshold": P.eer_threshold(d, same),
         "distance": "cpa",
         "rule": "same if distance <= threshold",
         "chosen_on": f"{len(pairs)} training pairs ({int(same.sum())} positive), SVIP "
@@ -450,64 +431,34 @@ def choose_threshold(model: CPAModel, cfg: CPAConfig, data, run_dir: Path | None
     return out
 
 
+def _clip_args(cfg: CPAConfig) -> dict[str, Any]:
+    d = cfg.data
+    return {"T": d.num_frames, "offsets": d.clip_offsets, "boundaries": d.boundaries,
+            "batch_size": cfg.eval.batch_size}
+
+
 def evaluate_quality(model: CPAModel, cfg: CPAConfig, data, progress: bool = True) -> dict:
-    """Exemplar-based quality assessment: each test video is scored against
-    ``eval.num_exemplars`` training videos of its procedure (predictions averaged); Spearman's
-    rho, relative L2 (x100, range of the training scores) and AIoU after regrouping the K mined
-    steps uniformly into 3 phases (centre clip, sampled-frame units)."""
-    from tqdm.auto import tqdm
-
-    from procalign.eval import aiou, relative_l2, spearman_rho
-    from procalign.eval.report import row
-
-    e, d = cfg.eval, cfg.data
-    train_v = data.split(d.train_split)
-    by_label: dict[str, list] = {}
-    for v in train_v:
-        by_label.setdefault(v.label, []).append(v)
-    T, C = d.num_frames, len(d.clip_offsets)
-    centre = int(np.argmin(np.abs(np.asarray(d.clip_offsets) - 0.5)))
-    clips = lambda v: P.clip_features(v.features, T, d.clip_offsets, d.boundaries)  # noqa: E731
-    preds, trues, pt, tt = [], [], [], []
+    """Exemplar-based quality assessment (:func:`procalign.eval.protocols.exemplar_quality`):
+    the score difference to each exemplar from the aligned steps (:meth:`CPAModel.score_delta`),
+    the step boundaries from collaborative step mining."""
     model.eval()
-    with torch.no_grad():
-        for v in tqdm(data.split(e.split), desc="quality", disable=not progress, leave=False):
-            ex = by_label.get(v.label, [])[: e.num_exemplars]
-            if not ex:
-                continue
-            Fq = model.embed(torch.from_numpy(clips(v)))  # (C, T, D)
-            Fe = model.embed(torch.from_numpy(np.stack([clips(x) for x in ex])).flatten(0, 1))
-            Fq_rep = Fq[None].expand(len(ex), -1, -1, -1).flatten(0, 1)
-            out = model.pair(Fq_rep, Fe)
-            delta = model.score_delta(Fq_rep, Fe, out["bounds_1"], out["bounds_2"])
-            base = torch.tensor([x.score for x in ex]).repeat_interleave(C)
-            preds.append(float((base + 100.0 * delta).mean()))
-            trues.append(v.score)
-            bq = out["bounds_1"][centre].numpy()  # query vs first exemplar, centre clip
-            K = len(bq) - 1
-            pt.append([bq[round(K / 3)], bq[round(2 * K / 3)]])
-            idx = P.clip_features(np.arange(len(v.features))[:, None], T,
-                                  [d.clip_offsets[centre]])[0, :, 0].astype(int)
-            ph = v.step_index[idx]
-            group = np.where(ph >= 0, np.minimum(ph * 3 // len(v.steps), 2), -1)
-            tt.append([_first_at_least(group, 1), _first_at_least(group, 2)])
-    if len(preds) < 2:
-        raise ValueError("quality evaluation needs at least 2 test videos with exemplars")
-    lo, hi = min(v.score for v in train_v), max(v.score for v in train_v)
-    rows = [
-        row("spearman_rho", spearman_rho(preds, trues), f"exemplars={e.num_exemplars},{C}clips",
-            distance="cpa"),
-        row("relative_l2", relative_l2(preds, trues, (lo, hi)),
-            f"x100,range=train[{lo:.1f},{hi:.1f}]", False, distance="cpa"),
-    ]
-    for thr, val in aiou(np.array(pt, float), np.array(tt, float), e.aiou_thresholds).items():
-        rows.append(row(f"aiou@{thr}", val, f"tsa,K={model.steps}->3 phases", distance="cpa"))
-    return {"task": "quality", "split": e.split, "num_videos": len(preds), "metrics": rows}
 
+    @torch.no_grad()
+    def score(q: Tensor, ex: Tensor) -> tuple[Tensor, Tensor]:
+        Fq, Fe = model.embed(q), model.embed(ex)
+        out = model.pair(Fq, Fe)
+        return model.score_delta(Fq, Fe, out["bounds_1"], out["bounds_2"]), out["bounds_1"]
 
-def _first_at_least(group: np.ndarray, g: int) -> int:
-    hits = np.flatnonzero(group >= g)
-    return int(hits[0]) if hits.size else len(group)
+    report = P.exemplar_quality(
+        data.split(cfg.data.train_split), data.split(cfg.eval.split), score,
+        num_exemplars=cfg.eval.num_exemplars, aiou_thresholds=cfg.eval.aiou_thresholds,
+        progress=progress, **_clip_args(cfg),
+    )
+    for r in report["metrics"]:
+        r.update(distance="cpa")
+        if r["metric"].startswith("aiou"):
+            r["variant"] = r["variant"].replace("K->", f"K={model.steps}->")
+    return {**report, "split": cfg.eval.split}
 
 
 @torch.no_grad()
@@ -544,23 +495,10 @@ def verify_pair(model: CPAModel, cfg: CPAConfig, a: np.ndarray, b: np.ndarray,
     clip_d = model.distance(Fa, Fb, K=K).double().numpy()
     dist = float(clip_d.mean())
     c = int(np.argmin(np.abs(np.asarray(d.clip_offsets) - 0.5)))
-    ex = explain_pair(model, Fa[c : c + 1], Fb[c : c + 1], K)
-    ba, bb = ex["bounds_a"], ex["bounds_b"]
     ia = segment_indices(len(a), T, d.clip_offsets[c], boundaries=d.boundaries)
     ib = segment_indices(len(b), T, d.clip_offsets[c], boundaries=d.boundaries)
-    steps = [
-        {
-            "step": k + 1,
-            "frames_a": [ba[k], ba[k + 1] - 1],
-            "frames_b": [bb[k], bb[k + 1] - 1],
-            "source_frames_a": [int(ia[ba[k]]), int(ia[ba[k + 1] - 1])],
-            "source_frames_b": [int(ib[bb[k]]), int(ib[bb[k + 1] - 1])],
-            "cosine": ex["cosine"][k],
-            "block_mean": ex["block_mean"][k],
-            "cost": ex["cost"][k],
-        }
-        for k in range(K)
-    ]
+    ex = explain_pair(model, Fa[c : c + 1], Fb[c : c + 1], K, ia, ib)
+    steps = ex["steps"]
     return {
         "distance": dist,
         "clip_distances": clip_d.tolist(),
@@ -572,8 +510,8 @@ def verify_pair(model: CPAModel, cfg: CPAConfig, a: np.ndarray, b: np.ndarray,
         "steps": steps,
         "most_disagreeing": [s["step"] for s in sorted(steps, key=lambda s: -s["cost"])],
         "sim": ex["sim"].numpy(),
-        "bounds_a": np.asarray(ba),
-        "bounds_b": np.asarray(bb),
+        "bounds_a": np.asarray(ex["bounds_a"]),
+        "bounds_b": np.asarray(ex["bounds_b"]),
     }
 
 

@@ -281,16 +281,25 @@ class CPAModel(nn.Module):
 
 
 @torch.no_grad()
-def explain_pair(model: CPAModel, Fa: Tensor, Fb: Tensor, K: int | None = None) -> dict[str, Any]:
+def explain_pair(
+    model: CPAModel,
+    Fa: Tensor,
+    Fb: Tensor,
+    K: int | None = None,
+    source_a: Any = None,
+    source_b: Any = None,
+) -> dict[str, Any]:
     """Where two embedded videos agree and differ, step by step (one clip each).
 
     Args:
         Fa, Fb: (1, N, D) and (1, M, D) frame embeddings.
+        source_a, source_b: (N,) / (M,) source frame number of each sampled frame (optional).
 
     Returns ``distance`` (Eq. 10), ``bounds_a`` (K+1,), ``bounds_b`` (K+1,), ``sim`` (N, M), and
-    per step k (K,): ``cosine`` of the two videos' mean step embeddings, ``block_mean`` of the
-    relational matrix inside the block, and ``cost``: the posterior-weighted ``-log W`` of the
-    frames aligned to that step (both directions averaged), the step's share of the distance.
+    ``steps``: per step its frames in each video (sampled positions, and source frames when
+    given), ``cosine`` of the two videos' mean step embeddings, ``block_mean`` of the relational
+    matrix inside the block, and ``cost``: the posterior-weighted ``-log W`` of the frames
+    aligned to that step (both directions averaged), the step's share of the distance.
     """
     from procalign import dp
 
@@ -311,14 +320,21 @@ def explain_pair(model: CPAModel, Fa: Tensor, Fb: Tensor, K: int | None = None) 
     mb = L.gather_step_features(Fb, bb, "mean")[0]
     sim = out["sim"][0]
     a, b = ba[0].tolist(), bb[0].tolist()
-    return {
-        "distance": float(out["distance"][0]),
-        "bounds_a": a,
-        "bounds_b": b,
-        "sim": sim,
-        "cosine": torch.nn.functional.cosine_similarity(ma, mb, dim=-1).tolist(),
-        "block_mean": [
-            float(sim[a[k] : a[k + 1], b[k] : b[k + 1]].mean()) for k in range(len(a) - 1)
-        ],
-        "cost": (0.5 * (step_costs(Fa, out["S2"]) + step_costs(Fb, out["S1"]))).tolist(),
-    }
+    cos = torch.nn.functional.cosine_similarity(ma, mb, dim=-1).tolist()
+    cost = (0.5 * (step_costs(Fa, out["S2"]) + step_costs(Fb, out["S1"]))).tolist()
+    steps = []
+    for k in range(len(a) - 1):
+        s = {
+            "step": k + 1,
+            "frames_a": [a[k], a[k + 1] - 1],
+            "frames_b": [b[k], b[k + 1] - 1],
+            "cosine": cos[k],
+            "block_mean": float(sim[a[k] : a[k + 1], b[k] : b[k + 1]].mean()),
+            "cost": cost[k],
+        }
+        if source_a is not None and source_b is not None:
+            s["source_frames_a"] = [int(source_a[a[k]]), int(source_a[a[k + 1] - 1])]
+            s["source_frames_b"] = [int(source_b[b[k]]), int(source_b[b[k + 1] - 1])]
+        steps.append(s)
+    return {"distance": float(out["distance"][0]), "bounds_a": a, "bounds_b": b, "sim": sim,
+            "steps": steps}

@@ -196,7 +196,7 @@ def _auc(results, variant, dist, metric="auc"):
     return None
 
 
-def _epoch_seconds(run_dir: Path) -> float:
+def epoch_seconds(run_dir: Path) -> float:
     history = json.loads((Path(run_dir) / "history.json").read_text())
     return sum(h["seconds"] for h in history) / max(1, len(history))
 
@@ -247,7 +247,7 @@ def report_markdown(results, figs, blocks, vs, cfg, seconds, runs, pos, neg) -> 
         ),
         "",
         "Training time per epoch: "
-        + ", ".join(f"{k} {_epoch_seconds(runs[k]):.2f} s" for k in results)
+        + ", ".join(f"{k} {epoch_seconds(runs[k]):.2f} s" for k in results)
         + " (1 thread).",
         "",
         "## What the ablation says",

@@ -9,7 +9,7 @@ import pytest
 
 from procalign.cli.main import main
 from procalign.config import load_config
-from procalign.data.featureset import _synth_config, encode_video
+from procalign.data.featureset import synth_config, encode_video
 from procalign.methods import cpa, load_recipes
 from procalign.train.runner import train_run
 
@@ -41,7 +41,7 @@ def trained(tmp_path_factory):
     train_run(recipe, cfg, root / "run", progress=False, data=vs)
     from procalign.data.synthetic import make_dataset
 
-    ds = make_dataset(_synth_config(cfg.data.synthetic))  # ground truth for rendering
+    ds = make_dataset(synth_config(cfg.data.synthetic))  # ground truth for rendering
     by_id = {v.video_id: v for v in ds.videos}
     test = [by_id[v.video_id] for v in sorted(vs.split("test"), key=lambda v: v.video_id)]
     paths = {}

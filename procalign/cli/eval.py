@@ -361,73 +361,48 @@ def _videos(data: dict[str, Any], path: str) -> tuple[list[Any], list[Any] | Non
 
 
 def _run_alignment(args: argparse.Namespace) -> dict[str, Any]:
-    from itertools import combinations, permutations
+    """The frame-alignment protocol (:func:`procalign.eval.protocols.frame_alignment`) on given
+    embeddings: the same code a trained method's evaluation runs, with the identity embedder."""
+    from types import SimpleNamespace
 
-    import procalign.eval as E
+    from procalign.eval import protocols as P
 
     data = _load_npz(args.test, ("embs",))
     embs, labels = _videos(data, args.test)
     if len(embs) < 2:
         raise ValueError(f"{args.test}: alignment metrics need at least 2 test videos")
-    settings = f"stride={args.stride},{args.distance}"
-    rows: list[dict[str, Any]] = []
-
-    def row(metric: str, variant: str, value: float, higher: bool = True) -> None:
-        rows.append(
-            {
-                "metric": metric,
-                "variant": variant,
-                "value": float(value),
-                "higher_is_better": higher,
-            }
-        )
-
-    for variant in E.KENDALLS_TAU_VARIANTS:
-        tau = E.mean_kendalls_tau(embs, args.stride, variant=variant, distance=args.distance)
-        row("kendalls_tau", f"{variant},{settings}", tau)
-    cycle = E.MeanMeter("cycle_consistency", f"two_way,{settings}")
-    for a, b in permutations(range(len(embs)), 2):
-        cycle.update(
-            E.cycle_consistency(embs[a], embs[b], stride=args.stride, distance=args.distance)
-        )
-    rows.extend(cycle.report())
-    if labels is not None:
-        for variant in E.AP_VARIANTS:
-            for k in args.ks:
-                ap = E.average_precision_at_k(
-                    embs, labels, k, variant=variant, stride=args.stride, distance=args.distance
-                )
-                row(f"ap@{k}", f"{variant},{settings}", ap)
-        dtw_acc = E.MeanMeter("dtw_alignment_accuracy", f"procalign.dp.dtw,{args.distance}")
-        for a, b in combinations(range(len(embs)), 2):
-            dtw_acc.update(
-                E.dtw_alignment_accuracy(
-                    embs[a], embs[b], labels[a], labels[b], distance=args.distance
-                )
-            )
-        rows.extend(dtw_acc.report())
+    test = [SimpleNamespace(features=e, phases=lab) for e, lab in
+            zip(embs, labels if labels is not None else [None] * len(embs))]
+    train: list[Any] = []
     inputs: dict[str, Any] = {"test": args.test, "num_test_videos": len(embs)}
+    num_phases = None
     if args.train is not None:
         if labels is None:
             raise ValueError(f"{args.test}: the probes need labels in the test file")
-        train = _load_npz(args.train, ("embs", "labels"))
-        tr_embs, tr_labels = _videos(train, args.train)
+        tr_embs, tr_labels = _videos(_load_npz(args.train, ("embs", "labels")), args.train)
         inputs.update(train=args.train, num_train_videos=len(tr_embs))
-        for clf in args.classifiers:
-            accs = E.phase_classification(
-                tr_embs, tr_labels, embs, labels, fractions=args.fractions, classifier=clf
-            )
-            for frac, acc in accs.items():
-                row(f"phase_classification@{frac:g}", f"{clf},first_videos", acc)
+        train = [SimpleNamespace(features=e, phases=lab) for e, lab in zip(tr_embs, tr_labels)]
         num_phases = int(max(max(x.max() for x in tr_labels), max(x.max() for x in labels))) + 1
-        if num_phases >= 2:
-            r2 = E.phase_progression(
-                tr_embs,
-                [E.progress_targets(x, num_phases) for x in tr_labels],
-                embs,
-                [E.progress_targets(x, num_phases) for x in labels],
-            )
-            row("phase_progression", f"tcc_event_completion_r2,num_phases={num_phases}", r2)
+    per = P.frame_alignment(
+        ["all"], {"all": test}, {"all": train}, {"all": lambda xs: list(xs)},
+        {"all": num_phases} if num_phases else None, stride=args.stride,
+        distance=args.distance, normalize=False, ks=args.ks, fractions=args.fractions,
+        classifiers=args.classifiers, controls=(), ap_variants=("carl", "lav"),
+    )
+    settings = f"stride={args.stride},{args.distance}"
+
+    def variant_of(metric: str) -> str:
+        if metric == "cycle_consistency":
+            return f"two_way,{settings}"
+        if metric == "dtw_alignment_accuracy":
+            return f"procalign.dp.dtw,{args.distance}"
+        if metric.startswith("phase_classification"):
+            return "first_videos"
+        if metric == "phase_progression":
+            return f"tcc_event_completion_r2,num_phases={num_phases}"
+        return settings
+
+    rows = [r for r in P.mean_rows(per, variant_of, count=False)]
     return {"inputs": inputs, "metrics": rows}
 
 

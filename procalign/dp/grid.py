@@ -256,8 +256,8 @@ def dtw(
     >>> r = dtw(c)
     >>> r.values
     tensor([0.])
-    >>> r.path[0].int().tolist()
-    [[1, 0, 0], [0, 1, 1], [0, 0, 1]]
+    >>> r.path[0].int().tolist()  # ties: the diagonal step wins
+    [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
     """
     costs, ln, lm = _prepare(costs, lengths_n, lengths_m, backend)
     if V.use_numba(backend, costs, True):

@@ -177,10 +177,10 @@ def step_viterbi(
     is the one-hot labelling).
 
     >>> import torch
-    >>> s = torch.tensor([[[0., 1.], [1., 0.], [0., 1.]]])
-    >>> step_viterbi(s).labels.tolist()
+    >>> s = torch.tensor([[[0., 2.], [1., 0.], [0., 1.]]])
+    >>> step_viterbi(s).labels.tolist()  # must start on step 0 and end on the last step
     [[0, 0, 1]]
-    >>> step_viterbi(s, skip=True).labels.tolist()
+    >>> step_viterbi(s, skip=True).labels.tolist()  # any start: stays on step 1
     [[1, 1, 1]]
     """
     sc, lt, lk = _prepare(scores, "scores", lengths, num_steps, skip, backend)

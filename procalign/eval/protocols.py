@@ -363,6 +363,7 @@ def _class_metrics(
     fractions: Sequence[float],
     classifiers: Sequence[str],
     max_pairs: int | None,
+    ap_variants: Sequence[str] = ("carl",),
 ) -> dict[str, float]:
     res: dict[str, float] = {}
     if len(te) >= 2:
@@ -390,13 +391,14 @@ def _class_metrics(
             )
         )
     if all(x is not None for x in labels) and len(te) >= 2:
-        for k in ks:
-            try:
-                res[f"ap@{k}"] = E.average_precision_at_k(
-                    te, labels, k, variant="carl", stride=stride, distance=distance
-                )
-            except ValueError:
-                pass  # fewer candidate frames than K: AP@K undefined, not reported
+        for variant in ap_variants:
+            for k in ks:
+                try:
+                    res[f"ap@{k}[{variant}]"] = E.average_precision_at_k(
+                        te, labels, k, variant=variant, stride=stride, distance=distance
+                    )
+                except ValueError:
+                    pass  # fewer candidate frames than K: AP@K undefined, not reported
         res["dtw_alignment_accuracy"] = float(
             np.mean(
                 [
@@ -440,6 +442,7 @@ def frame_alignment(
     classifiers: Sequence[str] = ("linear_svm",),
     max_pairs: int | None = None,
     controls: Sequence[str] = CONTROLS,
+    ap_variants: Sequence[str] = ("carl",),
     progress: bool = False,
 ) -> dict[str, dict[str, float]]:
     """Per class: frame-alignment metrics of ``embedders[label]`` on its test videos.
@@ -459,7 +462,7 @@ def frame_alignment(
     import procalign.eval as E
 
     settings = dict(stride=stride, distance=distance, ks=ks, fractions=fractions,
-                    classifiers=classifiers, max_pairs=max_pairs)
+                    classifiers=classifiers, max_pairs=max_pairs, ap_variants=ap_variants)
     per_class: dict[str, dict[str, float]] = {}
     for label in classes:
         embed = embedders[label]
@@ -572,7 +575,9 @@ def _split_control(name: str) -> tuple[str, str]:
 
 
 def mean_rows(
-    per_class: Mapping[str, Mapping[str, float]], variant_of: Callable[[str], str]
+    per_class: Mapping[str, Mapping[str, float]],
+    variant_of: Callable[[str], str],
+    count: bool = True,
 ) -> list[dict[str, Any]]:
     """Rows of per-class metrics averaged over classes.
 
@@ -596,7 +601,8 @@ def mean_rows(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             value = float(np.nanmean(vals))
-        rows.append(row(metric, value, f"{full},mean_of_{len(vals)}_classes", higher, **extra))
+        suffix = f",mean_of_{len(vals)}_classes" if count else ""
+        rows.append(row(metric, value, f"{full}{suffix}", higher, **extra))
     return rows
 
 

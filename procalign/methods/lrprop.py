@@ -454,7 +454,7 @@ class LRPropRecipe(Recipe):
 
 def _metric_variant(metric: str, settings: str) -> str:
     if metric.startswith("ap@"):
-        return f"carl,{settings}"
+        return settings
     if metric.startswith(("retrieval", "verification")):
         return "video_dtw/(N+M)," + ",".join(settings.split(",")[1:]) + ",all_class_models_concat"
     if metric.startswith("phase_classification"):

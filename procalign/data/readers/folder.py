@@ -7,7 +7,8 @@ Reader ``folder``; the layout is documented for users in ``docs/data-folder-layo
       features/<video_id>.npy   (T, D) float features (optional if videos/ or frames/ has it)
       videos/<video_id>.<ext>   mp4 / avi / webm / mkv (optional)
       frames/<video_id>/*.jpg|png   (optional)
-      labels/<video_id>.txt     optional per-frame labels, one per line (T lines)
+      labels/<video_id>.txt     optional per-frame labels, one per line (T lines), or
+      labels/<video_id>.npy     the same as a 1-D array (T,) of integers or strings
       pairs.csv                 optional: video_id_1,video_id_2,same   (same is 0 or 1)
       meta.json                 optional dataset-level information
 
@@ -92,6 +93,31 @@ def _feature_shape(path: Path) -> tuple[int, int]:
     return int(arr.shape[0]), int(arr.shape[1])
 
 
+def _read_npy_labels(path: Path, n_frames: int | None) -> np.ndarray:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as err:
+        raise ValueError(f"{path}: cannot read per-frame labels ({type(err).__name__}: {err})") from err
+    if arr.ndim != 1:
+        raise ValueError(f"{path}: per-frame labels must be a 1-D array (T,), got shape {arr.shape}")
+    if n_frames is not None and len(arr) != n_frames:
+        raise ValueError(f"{path}: {len(arr)} labels but the features have {n_frames} frames")
+    if arr.dtype.kind in "iu":
+        return arr.astype(np.int64)
+    if arr.dtype.kind in "US":
+        return as_int_labels([str(x) for x in arr.tolist()])
+    raise ValueError(f"{path}: per-frame labels must be integers or strings, got dtype {arr.dtype}")
+
+
+def _labels_of(root: Path, vid: str, n_frames: int | None) -> np.ndarray | None:
+    txt, npy = root / "labels" / f"{vid}.txt", root / "labels" / f"{vid}.npy"
+    if txt.is_file() and npy.is_file():
+        raise ValueError(f"{root / 'labels'}: both {txt.name} and {npy.name} exist; keep one")
+    if npy.is_file():
+        return _read_npy_labels(npy, n_frames)
+    return _read_labels(txt, n_frames) if txt.is_file() else None
+
+
 def _read_labels(path: Path, n_frames: int | None) -> np.ndarray:
     lines = read_lines(path)
     while lines and not lines[-1][1]:
@@ -112,6 +138,7 @@ def read_folder(root: Path, check_files: bool = True) -> Dataset:
     records: list[VideoRecord] = []
     seen: dict[str, int] = {}
     problems: list[str] = []
+    bad: list[str] = []
     for lineno, row in _rows(index, INDEX_COLUMNS):
         vid = row["video_id"]
         _check_id(vid, index, lineno)
@@ -124,22 +151,30 @@ def read_folder(root: Path, check_files: bool = True) -> Dataset:
         n_frames = None
         if problem is not None and check_files:
             problems.append(f"{vid} (index.csv line {lineno}): {problem}")
-        if path is not None and path.suffix == ".npy":
-            n_frames, dim = _feature_shape(path)
-            extra.update(num_frames=n_frames, feature_dim=dim)
-        label_file = root / "labels" / f"{vid}.txt"
+        labels = None
+        try:
+            if path is not None and path.suffix == ".npy":
+                n_frames, dim = _feature_shape(path)
+                extra.update(num_frames=n_frames, feature_dim=dim)
+            labels = _labels_of(root, vid, n_frames)
+        except ValueError as err:  # collected: one report names every bad file
+            bad.append(str(err))
         records.append(
             VideoRecord(
                 video_id=vid,
                 label=row["label"] or None,
                 steps=steps or None,
-                frame_labels=_read_labels(label_file, n_frames) if label_file.is_file() else None,
+                frame_labels=labels,
                 split=row["split"] or None,
                 path=path,
                 task=row.get("task") or None,
                 meta=extra,
             )
         )
+    if bad:
+        shown = "\n  ".join(bad[:20])
+        more = f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
+        raise ValueError(f"{name}: {len(bad)} unreadable or inconsistent file(s):\n  {shown}{more}")
     if problems:
         shown = "\n  ".join(problems[:10])
         more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""

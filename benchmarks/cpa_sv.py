@@ -1,14 +1,15 @@
 """CPA sequence verification: AUC of CPA and each baseline, mean and std over seeds.
 
     python benchmarks/cpa_sv.py [--datasets synthetic csv] [--seeds 0 1 2] [--epochs N]
-                                [--ksweep 3 4 5 6 7 8] [--out DIR] [--markdown FILE]
+                                [--ksweep 4 6 8 11 13 15] [--quality-threads 1 2] [--out DIR]
 
 For every dataset and seed it trains, each in its own subprocess (so peak memory is the run's
 own):
 
 * ``cpa``        - CSM + FSA (the config as shipped: ``configs/cpa_<dataset>.yaml``);
 * ``fsa_only``   - FSA with uniformly split steps, no step mining, no L_step (Table 3, row 2);
-* ``video``      - the task loss only, video-level mean-pooled L2 distance (Table 3, row 1);
+* ``video``      - the task loss only (Table 3, row 1), scored with the mean-pooled L2 distance
+  (a bag of frames, blind to order by construction) and with an order-aware temporal pyramid;
 * ``cpa_sqrt``   - CPA with the ``sqrt_area`` block score instead of Eq. 1's mean (our ablation);
 
 and evaluates each with the SVIP protocol (3 clips per test video, distances averaged). The CPA
@@ -18,8 +19,14 @@ trains CPA once per K (seed 0; Table 4). Data: ``synthetic`` is the built-in gen
 data seed = the training seed; ``csv`` keeps CSV's real label bank, splits and 1000 official test
 pairs and simulates the frames (``from_svip``; needs ``PROCALIGN_DATA``).
 
+``--quality-threads`` adds exemplar-based quality assessment (configs/cpa_quality_synthetic.yaml)
+at each thread count (training is deterministic for a fixed seed and thread count, not across
+thread counts).
+
 Timing: seconds per training epoch (mean over epochs) with 1 torch / numba thread; peak memory
-is the subprocess's maximum resident set size (``resource.getrusage``).
+is the subprocess's maximum resident set size (``resource.getrusage``). The raw rows go to
+``benchmarks/results/cpa_sv.json`` (merged with earlier runs of other datasets); the tables of
+docs/results.md are rendered from it by ``benchmarks/tables.py``.
 """
 
 from __future__ import annotations
@@ -39,21 +46,16 @@ CONFIGS = {"synthetic": "configs/cpa_synthetic.yaml", "csv": "configs/cpa_csv.ya
 VARIANTS = {
     "cpa": [],
     "fsa_only": ["model.step_mining=uniform", "loss.step=0", "eval.steps_sweep=[]"],
-    "video": ["loss.align=0", "loss.step=0", "eval.distances=[video_l2]", "eval.steps_sweep=[]"],
+    "video": ["loss.align=0", "loss.step=0", "eval.distances=[video_l2,pyramid_l2]",
+              "eval.steps_sweep=[]"],
     "cpa_sqrt": ["model.block_score=sqrt_area", "eval.steps_sweep=[]"],
+    # the paper's equal loss weights instead of the public code's 0.5 / 0.5 / 1.0
+    "cpa_equal": ["loss.task=1.0", "loss.align=1.0", "loss.step=1.0", "eval.distances=[cpa]",
+                  "eval.steps_sweep=[]"],
 }
-LABELS = {
-    ("cpa", "cpa"): "CPA: CSM + FSA (trained, Eq. 1 mean block score)",
-    ("cpa_sqrt", "cpa"): "CPA, sqrt_area block score (trained)",
-    ("fsa_only", "fsa_uniform"): "FSA only, uniform steps (trained without CSM)",
-    ("video", "video_l2"): "video-level L2 (trained with the task loss only)",
-    ("cpa", "fsa_uniform"): "CPA embeddings + uniform steps",
-    ("cpa", "dtw"): "CPA embeddings + DTW",
-    ("cpa", "soft_dtw"): "CPA embeddings + soft-DTW divergence",
-    ("cpa", "video_l2"): "CPA embeddings + video-level L2",
-    ("cpa", "raw_dtw"): "input features + DTW (untrained)",
-    ("cpa", "raw_video_l2"): "input features + video-level L2 (untrained)",
-}
+DEFAULT_VARIANTS = ("cpa", "fsa_only", "video", "cpa_sqrt")
+QUALITY_CONFIG = "configs/cpa_quality_synthetic.yaml"
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def one_run(config: str, run_dir: str, overrides: list[str]) -> dict:
@@ -63,8 +65,9 @@ def one_run(config: str, run_dir: str, overrides: list[str]) -> dict:
     import numba
     import torch
 
-    torch.set_num_threads(1)
-    numba.set_num_threads(1)
+    threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
+    torch.set_num_threads(threads)
+    numba.set_num_threads(threads)
     from procalign.config import load_config
     from procalign.methods import load_recipes
     from procalign.train.runner import evaluate_run, train_run
@@ -81,18 +84,20 @@ def one_run(config: str, run_dir: str, overrides: list[str]) -> dict:
     return {
         "auc": auc,
         "wdr": wdr,
+        "metrics": {r["metric"]: r["value"] for r in report["metrics"]} if cfg.model.task == "quality" else {},
         "seconds_per_epoch": statistics.mean(h["seconds"] for h in history),
         "epochs": len(history),
         "wall_seconds": time.perf_counter() - t0,
         "peak_rss_mb": peak_kb / 1024,
-        "num_pairs": report["num_pairs"],
+        "num_pairs": report.get("num_pairs"),
         "data": report["data"],
         "threshold": summary.get("threshold", {}).get("threshold"),
     }
 
 
-def launch(config: str, run_dir: Path, overrides: list[str]) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
+def launch(config: str, run_dir: Path, overrides: list[str], threads: int = 1) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), NUMBA_NUM_THREADS=str(threads))
+    overrides = [*overrides, f"train.threads={threads}"]
     cmd = [sys.executable, __file__, "--one", config, str(run_dir), *overrides]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
     if proc.returncode != 0:
@@ -100,54 +105,10 @@ def launch(config: str, run_dir: Path, overrides: list[str]) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def fmt(values: list[float]) -> str:
-    if not values:
-        return "-"
-    m = statistics.mean(values)
-    s = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * m:.1f} ± {100 * s:.1f}"
-
-
-def markdown(results: dict, seeds: list[int], ksweep: dict, meta: dict) -> str:
-    lines = [
-        "| dataset | method / distance | AUC % (mean ± std) | WDR | s / epoch (median) "
-        "| peak RSS MB |",
-        "|---|---|---|---|---|---|",
-    ]
-    trained = {
-        ("cpa", "cpa"),
-        ("cpa_sqrt", "cpa"),
-        ("fsa_only", "fsa_uniform"),
-        ("video", "video_l2"),
-    }
-    for ds, runs in results.items():
-        for (variant, dist), label in LABELS.items():
-            if variant not in runs:
-                continue
-            aucs = [r["auc"][dist] for r in runs[variant] if dist in r["auc"]]
-            wdrs = [r["wdr"][dist] for r in runs[variant] if dist in r.get("wdr", {})]
-            wdr = f"{statistics.mean(wdrs):.2f}" if wdrs else "-"
-            if (variant, dist) in trained:
-                spe = statistics.median(r["seconds_per_epoch"] for r in runs[variant])
-                mem = max(r["peak_rss_mb"] for r in runs[variant])
-                cost = f"{spe:.2f} | {mem:.0f}"
-            else:
-                cost = "(CPA run) | "
-            lines.append(f"| {ds} | {label} | {fmt(aucs)} | {wdr} | {cost} |")
-    out = ["\n".join(lines), ""]
-    if ksweep:
-        out.append("K sweep (CPA trained per K, seed 0; AUC %):\n")
-        for ds, per_k in ksweep.items():
-            ks = sorted(per_k, key=int)
-            out.append(f"| {ds} | " + " | ".join(f"K={k}" for k in ks) + " |")
-            out.append("|---|" + "---|" * len(ks))
-            out.append("| AUC | " + " | ".join(f"{100 * per_k[k]:.1f}" for k in ks) + " |")
-            out.append("")
-    out.append(
-        f"Seeds {seeds}; {meta['machine']}; torch {meta['torch']}; 1 thread; "
-        f"pairs scored: {meta['pairs']}."
-    )
-    return "\n".join(out)
+def _commands(saved: dict, command: str) -> str:
+    """Every invocation that contributed rows, one per line."""
+    lines = [c for c in saved.get("command", "").splitlines() if c and c != command]
+    return "\n".join([*lines, command])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,25 +121,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--datasets", nargs="+", default=["synthetic", "csv"], choices=sorted(CONFIGS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=list(VARIANTS))
     p.add_argument("--epochs", type=int, default=None, help="override train.epochs")
     p.add_argument("--ksweep", nargs="*", type=int, default=[], help="K values (trained, seed 0)")
-    p.add_argument("--out", default="runs/bench/cpa_sv", help="run folders and results.json")
-    p.add_argument("--markdown", default=None, help="also write the table to this file")
-    p.add_argument("--table-only", action="store_true", help="re-print the table of --out")
+    p.add_argument("--quality-threads", nargs="*", type=int, default=[],
+                   help="also run configs/cpa_quality_synthetic.yaml (3 seeds) at these thread counts")
+    p.add_argument("--out", default="runs/bench/cpa_sv", help="run folders")
     args = p.parse_args(argv)
     if "csv" in args.datasets and not os.environ.get("PROCALIGN_DATA"):
         raise SystemExit(
             "the csv rows need PROCALIGN_DATA (e.g. ../shared/data); set it or drop csv"
         )
     out = Path(args.out)
-    if args.table_only:
-        saved = json.loads((out / "results.json").read_text())
-        table = markdown(saved["results"], saved["seeds"], saved["ksweep"], saved["meta"])
-        print(table)
-        if args.markdown:
-            Path(args.markdown).write_text(table + "\n")
-        return 0
     out.mkdir(parents=True, exist_ok=True)
     results: dict = {}
     ksweep: dict = {}
@@ -213,22 +167,37 @@ def main(argv: list[str] | None = None) -> int:
             r = launch(CONFIGS[ds], out / ds / f"k{k}", over)
             ksweep.setdefault(ds, {})[str(k)] = r["auc"]["cpa"]
             print(f"{ds} K={k}: AUC {r['auc']['cpa']:.3f}", flush=True)
+    quality: dict = {}
+    for threads in args.quality_threads:
+        for seed in args.seeds:
+            over = [f"train.seed={seed}", f"data.synthetic.seed={seed}"]
+            r = launch(QUALITY_CONFIG, out / "quality" / f"t{threads}_s{seed}", over, threads)
+            quality.setdefault(str(threads), []).append(r)
+            print(f"quality threads={threads} seed {seed}: {r['metrics']}", flush=True)
     import torch
+
+    import tables
 
     meta = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "torch": torch.__version__,
         "pairs": pairs,
+        "threads": 1,
     }
-    (out / "results.json").write_text(
-        json.dumps(
-            {"results": results, "ksweep": ksweep, "seeds": args.seeds, "meta": meta}, indent=2
-        )
-    )
-    table = markdown(results, args.seeds, ksweep, meta)
-    print(table)
-    if args.markdown:
-        Path(args.markdown).write_text(table + "\n")
+    path = tables.RESULTS / "cpa_sv.json"
+    saved = json.loads(path.read_text()) if path.is_file() else {}
+    for ds, runs in results.items():  # merged per dataset and variant with earlier runs
+        saved.setdefault("results", {}).setdefault(ds, {}).update(runs)
+    saved.setdefault("ksweep", {}).update(ksweep)
+    saved.setdefault("quality", {}).update(quality)
+    saved.update(seeds=args.seeds, meta={**saved.get("meta", {}), **meta, "pairs": {
+        **saved.get("meta", {}).get("pairs", {}), **pairs}},
+        command=_commands(saved, "PROCALIGN_DATA=../shared/data python benchmarks/cpa_sv.py "
+                          + " ".join(argv)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(saved, indent=1) + "\n")
+    for name in ("cpa_sv", "cpa_ksweep", "cpa_quality"):
+        print(tables.render(name))
     return 0
 
 

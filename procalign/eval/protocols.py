@@ -167,7 +167,7 @@ def pair_distances(
         A = emb[ia[s : s + step]]
         B = emb[ib[s : s + step]]
         d = fn(A.flatten(0, 1), B.flatten(0, 1)).reshape(len(A), C)
-        out.append(d.mean(1))
+        out.append(d.mean(1).cpu())
     return torch.cat(out).double().numpy()
 
 

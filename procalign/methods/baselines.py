@@ -6,7 +6,10 @@ on exactly the same embeddings and the same SVIP 3-clip protocol:
 
 * :func:`video_l2` - the video-level baseline (first row of CPA's Table 3; the distance of the
   video and visual-language methods of Table 1): L2 distance between the L2-normalised mean-pooled
-  frame embeddings.
+  frame embeddings. A *bag of frames*: it cannot see order (a permutation of the frames leaves it
+  unchanged), so on order-only negatives it is at chance by construction.
+* :func:`pyramid_l2` - an order-aware video-level baseline: a temporal pyramid (the means of the
+  whole video, its halves and its quarters, each L2-normalised, concatenated), L2 distance.
 * :func:`dtw_distance` - DTW over the cosine frame costs, divided by the length of the optimal
   path (a per-aligned-pair cost).
 * :func:`soft_dtw_distance` - the soft-DTW *divergence* (soft-DTW minus half of each
@@ -27,7 +30,7 @@ from torch import Tensor
 
 from procalign import dp
 
-__all__ = ["BASELINES", "dtw_distance", "soft_dtw_distance", "video_l2"]
+__all__ = ["BASELINES", "dtw_distance", "pyramid_l2", "soft_dtw_distance", "video_l2"]
 
 
 def _check(F1: Tensor, F2: Tensor, lengths_1, lengths_2) -> tuple[Tensor, Tensor]:
@@ -60,6 +63,34 @@ def video_l2(F1: Tensor, F2: Tensor, lengths_1=None, lengths_2=None) -> Tensor:
     return (pooled(F1, l1) - pooled(F2, l2)).norm(dim=-1)
 
 
+def pyramid_l2(
+    F1: Tensor, F2: Tensor, lengths_1=None, lengths_2=None, levels: tuple[int, ...] = (1, 2, 4)
+) -> Tensor:
+    """Temporal-pyramid video distance -> (B,): level l splits the valid frames into l equal
+    parts (at least one frame each), every part's mean is L2-normalised, all are concatenated and
+    normalised again. Unlike :func:`video_l2` it changes when the frames are reordered.
+
+    >>> F = torch.arange(8.).reshape(1, 4, 2)
+    >>> bool(pyramid_l2(F, F.flip(1)) > 0), float(video_l2(F, F.flip(1))) == 0.0
+    (True, True)
+    """
+    l1, l2 = _check(F1, F2, lengths_1, lengths_2)
+
+    def pyramid(F: Tensor, lengths: Tensor) -> Tensor:
+        t = torch.arange(F.shape[1], device=F.device)[None, :].to(F.dtype)
+        n = lengths[:, None].to(F.dtype)
+        parts = []
+        for level in levels:
+            part = torch.clamp((t * level / n).floor(), max=level - 1)  # (B, T) part index
+            for k in range(level):
+                m = ((part == k) & (t < n)).to(F.dtype)
+                mean = (F * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp_min(1)
+                parts.append(torch.nn.functional.normalize(mean, dim=-1))
+        return torch.nn.functional.normalize(torch.cat(parts, -1), dim=-1)
+
+    return (pyramid(F1, l1) - pyramid(F2, l2)).norm(dim=-1)
+
+
 def dtw_distance(
     F1: Tensor, F2: Tensor, lengths_1=None, lengths_2=None, cost: str = "cosine"
 ) -> Tensor:
@@ -87,6 +118,7 @@ def soft_dtw_distance(
 #: name -> distance function over (F1, F2, lengths_1, lengths_2); extra settings via partial.
 BASELINES: dict[str, Callable[..., Tensor]] = {
     "video_l2": video_l2,
+    "pyramid_l2": pyramid_l2,
     "dtw": dtw_distance,
     "soft_dtw": soft_dtw_distance,
 }

@@ -41,8 +41,8 @@ from procalign.methods import baselines as BL
 from procalign.methods.base import Recipe, TrainSpec
 from procalign.models.cpa import STEP_FEATURES, STEP_MINING, TASKS, CPAModel, explain_pair
 
-EVAL_DISTANCES = ("cpa", "fsa_uniform", "video_l2", "dtw", "soft_dtw", "raw_video_l2", "raw_dtw",
-                  "raw_fsa_uniform")
+EVAL_DISTANCES = ("cpa", "fsa_uniform", "video_l2", "pyramid_l2", "dtw", "soft_dtw",
+                  "raw_video_l2", "raw_pyramid_l2", "raw_dtw", "raw_fsa_uniform")
 
 
 @dataclass
@@ -130,7 +130,8 @@ class EvalConfig:
         pairs: ``"auto"`` (the dataset's own list when it has one, else sampled), ``"dataset"``
             or ``"sampled"`` (``num_pairs`` pairs, half positive, ``data.negatives`` mode).
         num_pairs: pairs to sample. max_pairs: score only the first N pairs.
-        distances: any of ``EVAL_DISTANCES`` (``raw_*``: over the untrained input features).
+        distances: any of ``EVAL_DISTANCES`` (``raw_*``: over the untrained input features;
+            ``video_l2`` is a bag of frames, blind to order; ``pyramid_l2`` is order-aware).
         steps_sweep: extra K values for the CPA distance (Table 4 at evaluation time).
         gamma: soft-DTW temperature. batch_size: pairs per distance call.
         num_exemplars: quality assessment: exemplars per query (predictions averaged).
@@ -270,8 +271,14 @@ def _raw_fsa(a: Tensor, b: Tensor, K: int, normalize: str) -> Tensor:
     return L.alignment_distance(a, Sa, b, Sb, normalize=normalize)
 
 
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
 def _embed(model: CPAModel):
-    return lambda x: model.embed(x)
+    """``(N, T, D_in)`` on any device -> embeddings on the model's device (``train.device``)."""
+    dev = _device(model)
+    return lambda x: model.embed(x.to(dev))
 
 
 class CPARecipe(Recipe):
@@ -445,9 +452,11 @@ def evaluate_quality(model: CPAModel, cfg: CPAConfig, data, progress: bool = Tru
 
     @torch.no_grad()
     def score(q: Tensor, ex: Tensor) -> tuple[Tensor, Tensor]:
-        Fq, Fe = model.embed(q), model.embed(ex)
+        embed = _embed(model)
+        Fq, Fe = embed(q), embed(ex)
         out = model.pair(Fq, Fe)
-        return model.score_delta(Fq, Fe, out["bounds_1"], out["bounds_2"]), out["bounds_1"]
+        delta = model.score_delta(Fq, Fe, out["bounds_1"], out["bounds_2"])
+        return delta.cpu(), out["bounds_1"].cpu()
 
     report = P.exemplar_quality(
         data.split(cfg.data.train_split), data.split(cfg.eval.split), score,
@@ -491,8 +500,8 @@ def verify_pair(model: CPAModel, cfg: CPAConfig, a: np.ndarray, b: np.ndarray,
     if frames:
         xa, xb = xa.permute(0, 1, 4, 2, 3), xb.permute(0, 1, 4, 2, 3)
     model.eval()
-    Fa, Fb = model.embed(xa), model.embed(xb)
-    clip_d = model.distance(Fa, Fb, K=K).double().numpy()
+    Fa, Fb = _embed(model)(xa), _embed(model)(xb)
+    clip_d = model.distance(Fa, Fb, K=K).double().cpu().numpy()
     dist = float(clip_d.mean())
     c = int(np.argmin(np.abs(np.asarray(d.clip_offsets) - 0.5)))
     ia = segment_indices(len(a), T, d.clip_offsets[c], boundaries=d.boundaries)
@@ -509,7 +518,7 @@ def verify_pair(model: CPAModel, cfg: CPAConfig, a: np.ndarray, b: np.ndarray,
         "clip_offsets": list(d.clip_offsets),
         "steps": steps,
         "most_disagreeing": [s["step"] for s in sorted(steps, key=lambda s: -s["cost"])],
-        "sim": ex["sim"].numpy(),
+        "sim": ex["sim"].cpu().numpy(),
         "bounds_a": np.asarray(ex["bounds_a"]),
         "bounds_b": np.asarray(ex["bounds_b"]),
     }

@@ -126,3 +126,23 @@ def test_kill_at_every_epoch_then_resume_is_bit_identical(tmp_path):
         train_run(RECIPE, cfg, run, progress=False)
         got = _weights(run)
         assert all(torch.equal(ref[k], got[k]) for k in ref), stop
+
+
+def test_device_and_threads_are_one_policy_for_every_method(tmp_path):
+    from procalign.train.threads import resolve_device
+
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="not a torch device"):
+        resolve_device("tpu:x")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device is available"):
+            train_run(RECIPE, load_config(RECIPE.config_cls, None, [*TINY, "train.device=cuda"]),
+                      tmp_path / "gpu", progress=False)
+        assert not (tmp_path / "gpu").exists()
+    for name in ("cpa", "lrprop"):
+        cfg = load_config(load_recipes().build(name).config_cls, None, [])
+        assert cfg.train.threads == 1 and cfg.train.device == "cpu"  # same keys, same defaults
+    before = torch.get_num_threads()
+    with compute(2):
+        assert torch.get_num_threads() == 2
+    assert torch.get_num_threads() == before

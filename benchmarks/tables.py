@@ -1,0 +1,238 @@
+"""Every table of docs/results.md, rendered from the raw rows in benchmarks/results/*.json.
+
+    python benchmarks/tables.py            # print every table
+    python benchmarks/tables.py --write    # replace the tables in docs/results.md
+    python benchmarks/tables.py --check    # exit 1 when a table in docs/results.md differs
+
+In docs/results.md a table sits between ``<!-- table: NAME -->`` and ``<!-- /table -->``; NAME
+is a key of :data:`RENDERERS`. The benchmark scripts (``benchmarks/cpa_sv.py``,
+``benchmarks/lrprop_pennaction.py``) write the JSON; this file only formats it, and the test
+suite (tests/test_results_tables.py) fails when the document and the JSON disagree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+DOC = ROOT / "docs" / "results.md"
+BLOCK = re.compile(r"<!-- table: (\w+) -->\n(.*?)<!-- /table -->", re.S)
+
+
+def load(name: str) -> dict:
+    path = RESULTS / f"{name}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no results file {path}; run the benchmark that writes it")
+    return json.loads(path.read_text())
+
+
+def mean_std(values, scale: float = 1.0, digits: int = 3) -> str:
+    vals = [v * scale for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not vals:
+        return "n/a"
+    if len(vals) == 1:
+        return f"{vals[0]:.{digits}f}"
+    return f"{statistics.mean(vals):.{digits}f} ± {statistics.stdev(vals):.{digits}f}"
+
+
+def _command(data: dict) -> str:
+    return f"```\n{data['command']}\n```\n\n"
+
+
+# ----------------------------------------------------------------------------- CPA
+
+CPA_ROWS = (
+    ("cpa", "cpa", "CPA: CSM + FSA (trained, Eq. 1 mean block score)"),
+    ("cpa_sqrt", "cpa", "CPA, sqrt_area block score (trained)"),
+    ("cpa_equal", "cpa", "CPA with the paper's equal loss weights 1 / 1 / 1 (trained)"),
+    ("fsa_only", "fsa_uniform", "FSA only, uniform steps (trained without CSM)"),
+    ("video", "video_l2", "video-level, task loss only: bag of frames (mean-pooled L2; blind to order)"),
+    ("video", "pyramid_l2", "video-level, task loss only: temporal pyramid (order-aware)"),
+    ("cpa", "fsa_uniform", "CPA embeddings + uniform steps"),
+    ("cpa", "dtw", "CPA embeddings + DTW"),
+    ("cpa", "soft_dtw", "CPA embeddings + soft-DTW divergence"),
+    ("cpa", "video_l2", "CPA embeddings + bag of frames"),
+    ("cpa", "pyramid_l2", "CPA embeddings + temporal pyramid"),
+    ("cpa", "raw_dtw", "input features + DTW (untrained)"),
+    ("cpa", "raw_video_l2", "input features + bag of frames (untrained)"),
+    ("cpa", "raw_pyramid_l2", "input features + temporal pyramid (untrained)"),
+)
+DATASET_LABELS = {
+    "synthetic": "synthetic",
+    "csv": "CSV-scripted (simulated frames; not comparable with the paper's real CSV)",
+}
+TRAINED = {("cpa", "cpa"), ("cpa_sqrt", "cpa"), ("cpa_equal", "cpa"), ("fsa_only", "fsa_uniform"),
+           ("video", "video_l2")}
+
+
+def render_cpa_sv(data: dict) -> str:
+    lines = [
+        "| dataset | method / distance | AUC % (mean ± std) | WDR | s / epoch (median) | peak RSS MB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for ds, runs in data["results"].items():
+        for variant, dist, label in CPA_ROWS:
+            aucs = [r["auc"][dist] for r in runs.get(variant, []) if dist in r["auc"]]
+            if not aucs:
+                continue
+            wdrs = [r["wdr"][dist] for r in runs[variant] if dist in r.get("wdr", {})]
+            wdr = f"{statistics.mean(wdrs):.2f}" if wdrs else "-"
+            if (variant, dist) in TRAINED:
+                spe = statistics.median(r["seconds_per_epoch"] for r in runs[variant])
+                cost = f"{spe:.2f} | {max(r['peak_rss_mb'] for r in runs[variant]):.0f}"
+            else:
+                cost = "(same run) | "
+            lines.append(
+                f"| {DATASET_LABELS.get(ds, ds)} | {label} | {mean_std(aucs, 100, 1)} | {wdr} | {cost} |"
+            )
+    meta = data["meta"]
+    lines += ["", f"Seeds {data['seeds']}; {meta['machine']}; torch {meta['torch']}; "
+              f"{meta.get('threads', 1)} thread; pairs scored: {meta['pairs']}."]
+    return _command(data) + "\n".join(lines) + "\n"
+
+
+def render_cpa_ksweep(data: dict) -> str:
+    out = []
+    for ds, per_k in data["ksweep"].items():
+        ks = sorted(per_k, key=int)
+        out += [f"| {DATASET_LABELS.get(ds, ds).split(' (')[0]} | " + " | ".join(f"K={k}" for k in ks) + " |",
+                "|---|" + "---|" * len(ks),
+                "| AUC % | " + " | ".join(f"{100 * per_k[k]:.1f}" for k in ks) + " |", ""]
+    return _command(data) + "\n".join(out)
+
+
+def render_cpa_quality(data: dict) -> str:
+    names = ("spearman_rho", "relative_l2", "aiou@0.5", "aiou@0.75")
+    lines = ["| threads | Spearman rho | relative L2 (x100) | AIoU@0.5 | AIoU@0.75 | seeds |",
+             "|---|---|---|---|---|---|"]
+    for threads, runs in sorted(data["quality"].items()):
+        cells = [mean_std([r["metrics"][n] for r in runs], 1, 3 if n != "relative_l2" else 2)
+                 for n in names]
+        lines.append(f"| {threads} | " + " | ".join(cells) + f" | {len(runs)} |")
+    return _command(data) + "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- LRProp
+
+LRPROP_VARIANTS = (
+    ("raw", "raw joints / features"),
+    ("same", "L_same (SCL-like)"),
+    ("same+prop", "L_same + L_prop"),
+    ("same+sdtw", "L_same + L_sdtw"),
+    ("all", "all three (LRProp)"),
+    ("all_sdtw_unscaled", "all three, L_sdtw not divided by T (the paper's scale)"),
+)
+PENN_COLUMNS = (
+    ("kendalls_tau[tau_a]", "tau_a"),
+    ("kendalls_tau[tau_a]@static", "tau_a, static input"),
+    ("kendalls_tau[tau_a]@gap_static", "gap to static"),
+    ("kendalls_tau[tau_a]@gap_shuffled", "gap to shuffled"),
+    ("cycle_consistency", "cycle-consistency"),
+    ("retrieval_precision@1", "retrieval P@1"),
+    ("verification_auc", "verification AUC"),
+)
+SYNTH_COLUMNS = (
+    ("kendalls_tau[tau_a]", "tau_a"),
+    ("kendalls_tau[tau_a]@gap_static", "tau gap to static"),
+    ("phase_classification@0.1[linear_svm]", "phase cls @10%"),
+    ("phase_classification@1[linear_svm]", "phase cls @100%"),
+    ("phase_progression", "progression R²"),
+    ("phase_progression@gap_static", "progression gap to static"),
+    ("ap@5[carl]", "AP@5"),
+    ("dtw_alignment_accuracy", "DTW acc."),
+    ("dtw_alignment_accuracy@gap_static", "DTW acc. gap to static"),
+)
+
+
+def _lrprop_table(runs: dict, columns, seeds, models=("positions",)) -> str:
+    done = None
+    for key, per_label in runs.items():
+        labels = {k for k in per_label if not k.startswith("_")}
+        done = labels if done is None else done & labels
+    done = sorted(done or [])
+    header = ["model", "variant", *[c for _, c in columns]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for model in models:
+        for variant, label in LRPROP_VARIANTS:
+            keys = [f"{model}/{variant}/seed{s}" for s in (seeds if variant != "raw" else [0])]
+            keys = [k for k in keys if k in runs]
+            if not keys:
+                continue
+            cells = []
+            for metric, _ in columns:
+                per_seed = []
+                for k in keys:
+                    vals = [runs[k][c].get(metric) for c in done]
+                    vals = [v for v in vals if v is not None and not math.isnan(v)]
+                    per_seed.append(statistics.mean(vals) if vals else None)
+                cells.append(mean_std(per_seed))
+            name = "–" if variant == "raw" else ("with positions" if model == "positions" else "no positions")
+            lines.append(f"| {name} | {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + f"\n\nClasses: {len(done)} ({', '.join(done)}).\n"
+
+
+def render_lrprop_penn(data: dict) -> str:
+    return _command(data) + _lrprop_table(data["results"]["pennaction"], PENN_COLUMNS,
+                                          data["seeds"], data["models"])
+
+
+def render_lrprop_synthetic(data: dict) -> str:
+    return _command(data) + _lrprop_table(data["results"]["synthetic"], SYNTH_COLUMNS,
+                                          data["seeds"], data["models"])
+
+
+RENDERERS = {
+    "cpa_sv": ("cpa_sv", render_cpa_sv),
+    "cpa_ksweep": ("cpa_sv", render_cpa_ksweep),
+    "cpa_quality": ("cpa_sv", render_cpa_quality),
+    "lrprop_penn": ("lrprop", render_lrprop_penn),
+    "lrprop_synthetic": ("lrprop", render_lrprop_synthetic),
+}
+
+
+def render(name: str) -> str:
+    if name not in RENDERERS:
+        raise KeyError(f"unknown table {name!r}; known: {sorted(RENDERERS)}")
+    source, fn = RENDERERS[name]
+    return fn(load(source))
+
+
+def blocks(text: str) -> dict[str, str]:
+    return {m.group(1): m.group(2) for m in BLOCK.finditer(text)}
+
+
+def write(doc: Path = DOC) -> None:
+    text = doc.read_text()
+    doc.write_text(BLOCK.sub(lambda m: f"<!-- table: {m.group(1)} -->\n{render(m.group(1))}<!-- /table -->", text))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--write", action="store_true")
+    p.add_argument("--check", action="store_true")
+    args = p.parse_args(argv)
+    if args.write:
+        write()
+    if args.check:
+        bad = [n for n, body in blocks(DOC.read_text()).items() if body != render(n)]
+        if bad:
+            print(f"tables that differ from their JSON: {bad}", file=sys.stderr)
+            return 1
+        return 0
+    for name in RENDERERS:
+        try:
+            print(f"## {name}\n\n{render(name)}")
+        except FileNotFoundError as exc:
+            print(f"## {name}\n\n({exc})\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

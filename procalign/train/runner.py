@@ -93,8 +93,13 @@ class RunFolder:
             "--config to resume it as it is"
         )
 
-    def write_start(self, config: Any, meta: dict[str, Any]) -> None:
+    def write_start(self, config: Any, meta: dict[str, Any], fresh: bool = False) -> None:
+        """Record the run's config and data facts (atomically). ``fresh``: the run starts over,
+        so the previous run's checkpoints, weights and logs are removed first."""
         saved = self.meta()
+        if fresh and saved is not None:
+            self._clear()
+            saved = None
         if saved is not None:
             for key in ("in_dim", "classes"):
                 if key in saved and key in meta and saved[key] != meta[key]:
@@ -105,6 +110,18 @@ class RunFolder:
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.config_path, dump_yaml(config))
         write_json(self.path / "meta.json", meta)
+
+
+    def _clear(self) -> None:
+        import shutil
+
+        for ckpt in self.path.rglob("checkpoints"):
+            shutil.rmtree(ckpt, ignore_errors=True)
+        for name in ("model.safetensors", "log.jsonl", "history.json", "summary.json",
+                     "eval.json", "threshold.json"):
+            for f in self.path.rglob(name):
+                if "features" not in f.parts:
+                    f.unlink()
 
 
 def _optimizer(model: torch.nn.Module, optim: Any) -> torch.optim.Optimizer:
@@ -148,7 +165,7 @@ def train_run(
         recipe.check_data(config, data)
         info = {"method": recipe.name, "procalign_version": procalign.__version__}
         info.update(recipe.describe(config, data))
-        run.write_start(config, info)
+        run.write_start(config, info, fresh=not resume)
         models = recipe.build(config, info)
         parts = []
         for part, model in models.items():

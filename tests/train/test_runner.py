@@ -104,8 +104,12 @@ def test_a_run_of_another_method_or_on_other_data_is_refused(finished):
     other = load_config(RECIPE.config_cls, None, [*TINY[1:], TINY[0].replace("dim: 12", "dim: 10")])
     with pytest.raises(RunConflict, match="other settings"):
         train_run(RECIPE, other, finished, progress=False)
-    with pytest.raises(RunConflict, match="in_dim=12"):
-        train_run(RECIPE, other, finished, resume=False, progress=False)
+    # --no-resume is the explicit way to start the folder over, on other data too
+    train_run(RECIPE, other, finished, resume=False, progress=False)
+    meta = json.loads((finished / "meta.json").read_text())
+    assert meta["in_dim"] == 10
+    assert [r["epoch"] for r in map(json.loads, (finished / "log.jsonl").read_text().splitlines())
+            if r.get("event") == "epoch"] == [1, 2]  # the old run's log went with it
 
 
 def test_no_resume_starts_over(finished):

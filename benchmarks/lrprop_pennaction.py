@@ -142,7 +142,8 @@ def run_one(recipe, config_file: Path, overrides: list[str], variant: str, run_d
     spe = {}
     for part in summary["parts"]:
         log = run_dir / part["part"] / "log.jsonl"
-        secs = [json.loads(x)["seconds"] for x in log.read_text().splitlines() if '"epoch"' in x]
+        records = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
+        secs = [r["seconds"] for r in records if r.get("event") == "epoch"]
         spe[part["label"]] = float(np.mean(secs)) if secs else None
     return {"per_class": report["per_class"], "seconds_per_epoch": spe}
 

@@ -66,7 +66,7 @@ CPA_ROWS = (
 )
 DATASET_LABELS = {
     "synthetic": "synthetic",
-    "csv": "CSV-scripted (simulated frames; not comparable with the paper's real CSV)",
+    "csv": "CSV-scripted, simulated frames",
 }
 TRAINED = {("cpa", "cpa"), ("cpa_sqrt", "cpa"), ("cpa_equal", "cpa"), ("fsa_only", "fsa_uniform"),
            ("video", "video_l2")}

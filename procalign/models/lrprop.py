@@ -55,6 +55,11 @@ class LRPropModel(nn.Module):
         self.in_mean.copy_(torch.from_numpy(allx.mean(0)))
         self.in_std.copy_(torch.from_numpy(np.maximum(allx.std(0), 1e-6)))
 
+    def embed(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """(B, T, D_in) inputs, (B,) lengths -> (B, T, D) frame embeddings (the surface every
+        evaluation protocol uses; the same as calling the model)."""
+        return self(x, lengths)
+
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         if x.dim() != 3 or x.shape[-1] != self.in_dim:
             raise ValueError(f"x must be (B, T, D_in={self.in_dim}), got {tuple(x.shape)}")

@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown:
         lines = ["| task | implementation | ms | M cells/s | speed-up vs best anchor | float32 grad error |",
                  "|---|---|---:|---:|---:|---:|"]
-        errs = {(r["task"], r["impl"]): r["grad_rel_error"] for r in ROWS if "grad_rel_error" in r}
+        errs = {(r["task"], r["impl"]): r["grad_rel_error"] for r in ROWS if "grad_rel_error" in r and "impl" in r}
         short = {"procalign soft_dtw (numba)": "procalign numba", "procalign soft_dtw (torch wavefront)": "procalign torch",
                  "tslearn SoftDTWLossPyTorch": "tslearn", "pysdtw SoftDTW (cpu)": "pysdtw"}
         for r in ROWS:

@@ -177,76 +177,95 @@ def _log_1_3_32(s):  # pragma: no cover - compiled
     return x + y + k * _F(0.693359375)
 
 
-@nb.njit(**_VEC)
-def _soft_min_diagonal32(a_, u_, cd, r_, w0, w1, w2, mb, lg, cnt, inv, gamma, weights):  # pragma: no cover - compiled
-    """float32 version of ``_soft_min_diagonal`` (``w*`` and ``lg`` float32): the exponentials and
-    the log run in float32, 8 lanes with low-degree polynomials, while R stays float64 (``mb``,
-    ``r_``, ``cd``). Their rounding (< 1e-7 relative) is below that of float32 costs themselves."""
-    for t in range(cnt):
-        a = a_[t]
-        u = u_[t]
-        v = u_[t + 1]
-        mn = a if a < u else u
-        mn = mn if mn < v else v
-        mb[t] = mn
-        w0[t] = _F((mn - a) * inv)
-        w1[t] = _F((mn - u) * inv)
-        w2[t] = _F((mn - v) * inv)
-    for t in range(cnt):
-        w0[t] = _exp_cut32(w0[t])
-        w1[t] = _exp_cut32(w1[t])
-        w2[t] = _exp_cut32(w2[t])
-    if weights:
+def _make_soft_min_diagonal(exp, log, F):
+    """Build the per-diagonal soft-min for one precision: ``exp``/``log`` are the polynomial
+    kernels above and ``F`` the weights' float type (R and costs stay float64)."""
+    cut = F(-CUT)
+
+    @nb.njit(**_VEC)
+    def soft_min_cells(e0, e1, e2, lg, cnt, weights):  # pragma: no cover - compiled
+        """In place: exponents e_k -> exp(e_k), normalised to weights if ``weights``; lg = log(s)."""
         for t in range(cnt):
-            s = w0[t] + w1[t] + w2[t]
-            rs = _F(1.0) / s
-            w0[t] *= rs
-            w1[t] *= rs
-            w2[t] *= rs
-            lg[t] = _log_1_3_32(s)
-    else:
+            e0[t] = exp(e0[t])
+            e1[t] = exp(e1[t])
+            e2[t] = exp(e2[t])
+        if weights:
+            for t in range(cnt):
+                s = e0[t] + e1[t] + e2[t]  # one term is exp(0) = 1, so s is in [1, 3]
+                rs = F(1.0) / s
+                e0[t] *= rs
+                e1[t] *= rs
+                e2[t] *= rs
+                lg[t] = log(s)
+        else:
+            for t in range(cnt):
+                lg[t] = log(e0[t] + e1[t] + e2[t])
+
+    @nb.njit(**_VEC)
+    def soft_min_diagonal(a_, u_, cd, r_, w0, w1, w2, S, idx, cnt, inv, gamma, weights):  # pragma: no cover - compiled
+        """One anti-diagonal: r_[t] = cd[t] + softmin_gamma(a_[t], u_[t], u_[t+1]); with
+        ``weights``, w0, w1, w2 receive the softmax weights of the three predecessors (otherwise
+        they are scratch). S (4, n) and idx (n,) are scratch.
+
+        Every array is an argument (plain pointers for LLVM's dependence analysis), and the work
+        is split in short loops that each compile to SIMD code. A cell is *active* when a second
+        predecessor lies within CUT * gamma of the minimum; the others are exactly one-hot with
+        log(s) = 0. When at most half the cells are active (e.g. well-separated costs with small
+        gamma), only those are gathered and sent through exp/log."""
         for t in range(cnt):
-            lg[t] = _log_1_3_32(w0[t] + w1[t] + w2[t])
-    for t in range(cnt):
-        r_[t] = cd[t] + mb[t] - gamma * np.float64(lg[t])
+            a = a_[t]
+            u = u_[t]
+            v = u_[t + 1]
+            mn = a if a < u else u
+            mn = mn if mn < v else v
+            r_[t] = cd[t] + mn
+            w0[t] = F((mn - a) * inv)
+            w1[t] = F((mn - u) * inv)
+            w2[t] = F((mn - v) * inv)
+        na = 0
+        for t in range(cnt):  # branch-free compaction of the active cells
+            idx[na] = t
+            k = (1 if w0[t] > cut else 0) + (1 if w1[t] > cut else 0) + (1 if w2[t] > cut else 0)
+            na += 1 if k > 1 else 0
+        lg = S[3]
+        if 2 * na > cnt:  # dense: every cell through exp/log
+            soft_min_cells(w0, w1, w2, lg, cnt, weights)
+            for t in range(cnt):
+                r_[t] = r_[t] - gamma * np.float64(lg[t])
+            return
+        s0 = S[0]
+        s1 = S[1]
+        s2 = S[2]
+        for q in range(na):  # gather the active cells' exponents
+            t = idx[q]
+            s0[q] = w0[t]
+            s1[q] = w1[t]
+            s2[q] = w2[t]
+        if weights:  # the inactive cells are exactly one-hot on the minimum
+            for t in range(cnt):
+                w0[t] = F(1.0) if w0[t] > cut else F(0.0)
+                w1[t] = F(1.0) if w1[t] > cut else F(0.0)
+                w2[t] = F(1.0) if w2[t] > cut else F(0.0)
+        soft_min_cells(s0, s1, s2, lg, na, weights)
+        for q in range(na):  # scatter back
+            t = idx[q]
+            r_[t] = r_[t] - gamma * np.float64(lg[q])
+        if weights:
+            for q in range(na):
+                t = idx[q]
+                w0[t] = s0[q]
+                w1[t] = s1[q]
+                w2[t] = s2[q]
+
+    return soft_min_diagonal
 
 
-@nb.njit(**_VEC)
-def _soft_min_diagonal(a_, u_, cd, r_, w0, w1, w2, mb, lg, cnt, inv, gamma, weights):  # pragma: no cover - compiled
-    """One anti-diagonal: r_[t] = cd[t] + softmin_gamma(a_[t], u_[t], u_[t+1]); with ``weights``,
-    w0, w1, w2 receive the softmax weights of the three predecessors (else they are scratch).
-
-    A separate function so that every array is an argument (plain pointers for LLVM's dependence
-    analysis): each loop compiles to 4-lane AVX2 code. Several short loops rather than one long
-    one: a cell's exp -> sum -> log chain is ~100 cycles deep, and a single loop body of ~160
-    instructions leaves the out-of-order window too few independent cells to hide it."""
-    for t in range(cnt):
-        a = a_[t]
-        u = u_[t]
-        v = u_[t + 1]
-        mn = a if a < u else u
-        mn = mn if mn < v else v
-        mb[t] = mn
-        w0[t] = (mn - a) * inv
-        w1[t] = (mn - u) * inv
-        w2[t] = (mn - v) * inv
-    for t in range(cnt):
-        w0[t] = _exp_cut(w0[t])
-        w1[t] = _exp_cut(w1[t])
-        w2[t] = _exp_cut(w2[t])
-    if weights:
-        for t in range(cnt):
-            s = w0[t] + w1[t] + w2[t]  # one term is exp(0) = 1, so s is in [1, 3]
-            rs = 1.0 / s
-            w0[t] *= rs
-            w1[t] *= rs
-            w2[t] *= rs
-            lg[t] = _log_1_3(s)
-    else:
-        for t in range(cnt):
-            lg[t] = _log_1_3(w0[t] + w1[t] + w2[t])
-    for t in range(cnt):
-        r_[t] = cd[t] + mb[t] - gamma * lg[t]
+#: float64 costs: float64 weights and polynomials (< 4e-16).
+_soft_min_diagonal = _make_soft_min_diagonal(_exp_cut, _log_1_3, np.float64)
+#: float32 costs: the exponentials and the log run in float32, 8 lanes with low-degree
+#: polynomials, while R stays float64; their rounding (< 1e-7 relative) is below that of the
+#: float32 costs themselves.
+_soft_min_diagonal32 = _make_soft_min_diagonal(_exp_cut32, _log_1_3_32, np.float32)
 
 
 #: Diagonals per checkpoint segment: the forward pass keeps R on two diagonals every SEG, the
@@ -255,7 +274,7 @@ SEG = 32
 
 
 @nb.njit(**_VEC)
-def _advance(Cb, n, m, d0, d1, inv, gamma, p2, p1, cur, cd, mb, lg, WS, weights, diag):  # pragma: no cover - compiled
+def _advance(Cb, n, m, d0, d1, inv, gamma, p2, p1, cur, cd, S, idx, WS, weights, diag):  # pragma: no cover - compiled
     """Run diagonals d0 .. d1-1 (d0 >= 1) of one example from R on d0-2 (p1) and d0-1 (cur); p2 is
     spare. Returns the rolled buffers, cur = R on d1-1 and p1 on d1-2.
 
@@ -275,7 +294,7 @@ def _advance(Cb, n, m, d0, d1, inv, gamma, p2, p1, cur, cd, mb, lg, WS, weights,
             cd[t] = Cf[base + t * (M - 1)]
         k = d - d0 if weights else 0
         # views that start at row lo and are indexed by t >= 0 (no wraparound code: it vectorises)
-        diag(p2[lo:], p1[lo:], cd, cur[lo + 1 :], WS[0, k], WS[1, k], WS[2, k], mb, lg, cnt, inv, gamma, weights)
+        diag(p2[lo:], p1[lo:], cd, cur[lo + 1 :], WS[0, k], WS[1, k], WS[2, k], S, idx, cnt, inv, gamma, weights)
         cur[lo] = np.inf
         cur[hi + 2] = np.inf
     return p2, p1, cur
@@ -291,8 +310,8 @@ def _soft_dtw_forward_one(C, ln, lm, gamma, out, CK, b, diag):  # pragma: no cov
     p1 = np.full(n + 2, np.inf)
     p2 = np.full(n + 2, np.inf)
     cd = np.empty(n)
-    mb = np.empty(n)
-    lg = np.empty(n, dtype=C.dtype)  # float32 costs take the float32-weight variant of diag
+    S = np.empty((4, n), dtype=C.dtype)  # float32 costs take the float32-weight variant of diag
+    idx = np.empty(n, dtype=np.int64)
     WS = np.empty((3, 1, n), dtype=C.dtype)
     cur[1] = C[b, 0, 0]
     last = n + m - 2
@@ -302,7 +321,7 @@ def _soft_dtw_forward_one(C, ln, lm, gamma, out, CK, b, diag):  # pragma: no cov
             CK[b, d // SEG, 0, : n + 2] = cur
             CK[b, d // SEG, 1, : n + 2] = p1
         d1 = min(last + 1, (d // SEG + 1) * SEG)
-        p2, p1, cur = _advance(C[b], n, m, d, d1, inv, gamma, p2, p1, cur, cd, mb, lg, WS, False, diag)
+        p2, p1, cur = _advance(C[b], n, m, d, d1, inv, gamma, p2, p1, cur, cd, S, idx, WS, False, diag)
         d = d1
     out[b] = cur[n]
 
@@ -367,8 +386,8 @@ def _soft_dtw_backward_one(C, ln, lm, gamma, CK, grad, G, b, diag):  # pragma: n
     p1 = np.full(n + 2, np.inf)
     p2 = np.full(n + 2, np.inf)
     cd = np.empty(n)
-    mb = np.empty(n)
-    lg = np.empty(n, dtype=C.dtype)
+    S = np.empty((4, n), dtype=C.dtype)
+    idx = np.empty(n, dtype=np.int64)
     WS = np.zeros((3, SEG, n), dtype=C.dtype)
     Gf = G[b].ravel()
     for s in range(last // SEG, -1, -1):
@@ -380,11 +399,11 @@ def _soft_dtw_backward_one(C, ln, lm, gamma, CK, grad, G, b, diag):  # pragma: n
             cur[1] = C[b, 0, 0]
             WS[:, 0, 0] = 0.0
             if d1 > 1:
-                p2, p1, cur = _advance(C[b], n, m, 1, d1, inv, gamma, p2, p1, cur, cd, mb, lg, WS[:, 1:], True, diag)
+                p2, p1, cur = _advance(C[b], n, m, 1, d1, inv, gamma, p2, p1, cur, cd, S, idx, WS[:, 1:], True, diag)
         else:
             p1[:] = CK[b, s, 1, : n + 2]
             cur[:] = CK[b, s, 0, : n + 2]
-            p2, p1, cur = _advance(C[b], n, m, d0, d1, inv, gamma, p2, p1, cur, cd, mb, lg, WS, True, diag)
+            p2, p1, cur = _advance(C[b], n, m, d0, d1, inv, gamma, p2, p1, cur, cd, S, idx, WS, True, diag)
         for d in range(d1 - 1, d0 - 1, -1):
             lo = max(0, d - m + 1)
             hi = min(d, n - 1)

@@ -1,9 +1,14 @@
 """Benchmark procalign.dp against the best existing implementations, on the same inputs, in one run.
 
-    python benchmarks/dp_kernels.py [--quick] [--repeats N] [--json OUT.json]
+    python benchmarks/dp_kernels.py [--quick] [--only soft_dtw] [--threads N] [--repeats N] [--json OUT.json]
 
 Anchors: tslearn (``dtw_path_from_metric`` with a precomputed cost; ``SoftDTWLossPyTorch`` with a
-bmm squared-Euclidean distance) and pysdtw (``SoftDTW(use_cuda=False)``, same distance). No
+bmm squared-Euclidean distance) and pysdtw (``SoftDTW(use_cuda=False)``, same distance). Soft-DTW
+runs on two input distributions (standard normal features, and unit-norm features), end to end
+(gradient w.r.t. the features through the cost) and DP only (gradient w.r.t. a precomputed
+cost, the anchors fed the same matrix), and ends with a check against issue 12's goal. With a
+CUDA device present, the torch wavefront is also timed there next to pysdtw's CUDA kernel (a
+pytorch-softdtw-cuda port). No
 library implements CPA's block partition or the frame-to-step lattice batched, so those rows
 compare the compiled kernels with procalign's own vectorised torch recursion (the GPU path), and
 the frame-to-step row also with a plain per-frame torch loop of the kind CPA's public code uses.
@@ -95,14 +100,33 @@ def bench_dtw(repeats: int, B: int, T: int, D: int) -> None:
     report("dtw_dp_only", "procalign dtw (numba)", timeit(lambda: dp.dtw(c), repeats), cells, t_dp_ts)
 
 
-def bench_soft_dtw(repeats: int, B: int, T: int, D: int, gamma: float) -> None:
+DISTRIBUTIONS = {
+    # name: (description, feature sampler)
+    "randn": ("standard normal features, squared-Euclidean cost", lambda x: x),
+    "unit": ("unit-norm random features, squared-Euclidean cost",
+             lambda x: torch.nn.functional.normalize(x, dim=-1)),
+}
+
+#: Issue 12's goal for soft-DTW forward + backward, 2 threads, B=32, T=256.
+GOAL_CELLS_PER_S = 0.3e9
+GOAL_SPEEDUP = 5.0
+
+
+def _precomputed(c: torch.Tensor):
+    """A ``dist_func`` for the anchors that returns a precomputed cost (DP-only timing)."""
+    return lambda x, y: c
+
+
+def bench_soft_dtw(repeats: int, B: int, T: int, D: int, gamma: float, dist: str = "randn") -> None:
     import pysdtw
     from tslearn.metrics import SoftDTWLossPyTorch
 
-    print(f"\nsoft-DTW value + gradient w.r.t. features, B={B}, T={T}, D={D}, gamma={gamma}")
+    desc, sample = DISTRIBUTIONS[dist]
+    task = f"soft_dtw_T{T}_{dist}"
+    print(f"\nsoft-DTW value + gradient, B={B}, T={T}, D={D}, gamma={gamma}: {desc}")
     g = torch.Generator().manual_seed(1)
-    x0 = torch.randn(B, T, D, generator=g)
-    y = torch.randn(B, T, D, generator=g)
+    x0 = sample(torch.randn(B, T, D, generator=g))
+    y = sample(torch.randn(B, T, D, generator=g))
     cells = B * T * T
 
     def run(loss_fn):
@@ -125,14 +149,111 @@ def bench_soft_dtw(repeats: int, B: int, T: int, D: int, gamma: float) -> None:
     for name, fn in (("tslearn", ts), ("pysdtw", ps), ("procalign numba", ours), ("procalign torch", ours_t)):
         err = float((run(fn)().double() - x64.grad).abs().max() / scale)
         print(f"  float32 gradient error vs float64 reference, {name:<16s}: {err:.1e} (relative to max |grad|)")
-        ROWS.append({"task": f"soft_dtw_T{T}", "impl": name, "grad_rel_error": err})
+        ROWS.append({"task": task, "impl": name, "grad_rel_error": err})
+    print("  end to end: features -> cost -> soft-DTW -> gradient w.r.t. features")
     t_ts = timeit(run(ts), repeats)
     t_ps = timeit(run(ps), repeats)
     best = min(t_ts, t_ps)
-    report(f"soft_dtw_T{T}", "tslearn SoftDTWLossPyTorch", t_ts, cells, best)
-    report(f"soft_dtw_T{T}", "pysdtw SoftDTW (cpu)", t_ps, cells, best)
-    report(f"soft_dtw_T{T}", "procalign soft_dtw (numba)", timeit(run(ours), repeats), cells, best)
-    report(f"soft_dtw_T{T}", "procalign soft_dtw (torch wavefront)", timeit(run(ours_t), max(1, repeats // 2)), cells, best)
+    report(task, "tslearn SoftDTWLossPyTorch", t_ts, cells, best)
+    report(task, "pysdtw SoftDTW (cpu)", t_ps, cells, best)
+    t_us = timeit(run(ours), repeats)
+    report(task, "procalign soft_dtw (numba)", t_us, cells, best)
+    report(task, "procalign soft_dtw (torch wavefront)", timeit(run(ours_t), max(1, repeats // 2)), cells, best)
+
+    # the DP alone: value and gradient w.r.t. a precomputed cost matrix, every contender
+    print("  DP only: value + gradient w.r.t. a precomputed (B, T, T) cost")
+    c0 = dp.pairwise_costs(x0, y).detach()
+    dummy = torch.zeros(B, T, 1)
+
+    def run_dp(make):
+        def f():
+            c = c0.clone().requires_grad_(True)
+            make(c).sum().backward()
+            return c.grad
+
+        return f
+
+    dp_rows = {
+        "tslearn SoftDTWLossPyTorch": lambda c: SoftDTWLossPyTorch(gamma=gamma, dist_func=_precomputed(c))(dummy, dummy),
+        "pysdtw SoftDTW (cpu)": lambda c: pysdtw.SoftDTW(gamma=gamma, dist_func=_precomputed(c), use_cuda=False)(dummy, dummy),
+    }
+    g64 = run_dp(lambda c: dp.soft_dtw(c.double(), gamma))()
+    gscale = g64.abs().max()
+    t_dp = {name: timeit(run_dp(fn), repeats) for name, fn in dp_rows.items()}
+    best_dp = min(t_dp.values())
+    for name, t in t_dp.items():
+        report(task + "_dp_only", name, t, cells, best_dp)
+    t_dp_us = timeit(run_dp(lambda c: dp.soft_dtw(c, gamma)), repeats)
+    report(task + "_dp_only", "procalign soft_dtw (numba)", t_dp_us, cells, best_dp)
+    err_dp = float((run_dp(lambda c: dp.soft_dtw(c, gamma))().double() - g64).abs().max() / gscale)
+    print(f"  float32 DP gradient error vs float64: {err_dp:.1e}")
+    ROWS.append({"task": task + "_dp_only", "impl": "procalign numba", "grad_rel_error": err_dp})
+    if T == 256 and B == 32:
+        GOALS.append({
+            "distribution": dist,
+            "dp_cells_per_s": cells / t_dp_us,
+            "dp_speedup": best_dp / t_dp_us,
+            "e2e_cells_per_s": cells / t_us,
+            "e2e_speedup": best / t_us,
+            "grad_rel_error": err_dp,
+        })
+    if torch.cuda.is_available():
+        bench_soft_dtw_cuda(repeats, x0, y, gamma, cells, task, cells / t_us)
+
+
+GOALS: list[dict] = []
+
+
+def bench_soft_dtw_cuda(repeats: int, x0, y, gamma: float, cells: int, task: str, cpu_rate: float) -> None:
+    """The torch wavefront on the GPU next to the CPU kernel and a pytorch-softdtw-cuda style
+    anchor (pysdtw's numba-CUDA kernel, a port of Maghoumi's pytorch-softdtw-cuda)."""
+    dev = torch.device("cuda")
+    xg, yg = x0.to(dev), y.to(dev)
+
+    def run(loss_fn):
+        def f():
+            x = xg.clone().requires_grad_(True)
+            loss_fn(x, yg).sum().backward()
+            torch.cuda.synchronize()
+            return x.grad
+
+        return f
+
+    print(f"  CUDA ({torch.cuda.get_device_name(0)}), end to end; CPU numba kernel: {cpu_rate / 1e6:.1f} M cells/s")
+    contenders = {"procalign soft_dtw (torch wavefront, cuda)":
+                  lambda a, b: dp.soft_dtw(dp.pairwise_costs(a, b), gamma, backend="torch")}
+    try:
+        import pysdtw
+
+        ps = pysdtw.SoftDTW(gamma=gamma, dist_func=sqeuclid_bmm, use_cuda=True)
+        run(ps)()
+        contenders["pysdtw SoftDTW (cuda, pytorch-softdtw-cuda style)"] = ps
+    except Exception as exc:  # noqa: BLE001 - the anchor needs numba-CUDA; report and go on
+        print(f"  pysdtw cuda unavailable: {type(exc).__name__}: {exc}")
+    times = {name: timeit(run(fn), repeats) for name, fn in contenders.items()}
+    anchor = times.get("pysdtw SoftDTW (cuda, pytorch-softdtw-cuda style)")
+    for name, t in times.items():
+        report(task + "_cuda", name, t, cells, anchor)
+    x64 = x0.double().requires_grad_(True)
+    dp.soft_dtw(dp.pairwise_costs(x64, y.double()), gamma).sum().backward()
+    got = run(contenders["procalign soft_dtw (torch wavefront, cuda)"])().cpu().double()
+    err = float((got - x64.grad).abs().max() / x64.grad.abs().max())
+    print(f"  float32 gradient error of the cuda torch path vs float64 CPU: {err:.1e}")
+    ROWS.append({"task": task + "_cuda", "impl": "procalign torch cuda", "grad_rel_error": err})
+
+
+def print_goals() -> None:
+    if not GOALS:
+        return
+    print(f"\nIssue 12 goal (2 threads, B=32, T=256): >= {GOAL_CELLS_PER_S / 1e9:.1f} G cells/s and "
+          f">= {GOAL_SPEEDUP:.0f}x the best anchor, float32 gradient error <= ~1e-5")
+    for g in GOALS:
+        ok = lambda v, t: "met" if v >= t else "NOT met"  # noqa: E731
+        print(f"  {g['distribution']:>6s}: DP {g['dp_cells_per_s'] / 1e9:.3f} G cells/s ({ok(g['dp_cells_per_s'], GOAL_CELLS_PER_S)}), "
+              f"{g['dp_speedup']:.1f}x best anchor DP ({ok(g['dp_speedup'], GOAL_SPEEDUP)}); end to end "
+              f"{g['e2e_cells_per_s'] / 1e9:.3f} G cells/s ({ok(g['e2e_cells_per_s'], GOAL_CELLS_PER_S)}), "
+              f"{g['e2e_speedup']:.1f}x ({ok(g['e2e_speedup'], GOAL_SPEEDUP)}); grad error {g['grad_rel_error']:.1e}")
+        ROWS.append({"task": "goal", **g})
 
 
 def bench_block(repeats: int, B: int, T: int, K: int) -> None:
@@ -196,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
     ap.add_argument("--markdown", default=None, help="also write the rows as a markdown table")
+    ap.add_argument("--only", choices=["all", "soft_dtw"], default="all",
+                    help="run every benchmark, or the soft-DTW ones only")
     ap.add_argument("--threads", type=int, default=None,
                     help="threads for torch and numba alike (default: all cores)")
     args = ap.parse_args(argv)
@@ -209,25 +332,32 @@ def main(argv: list[str] | None = None) -> int:
     r = args.repeats
     if args.quick:
         bench_dtw(r, 8, 64, 32)
-        bench_soft_dtw(r, 8, 64, 32, 0.1)
+        for dist in DISTRIBUTIONS:
+            bench_soft_dtw(r, 8, 64, 32, 0.1, dist)
         bench_block(r, 2, 16, 6)
         bench_step(r, 4, 64, 8)
+    elif args.only == "soft_dtw":
+        for dist in DISTRIBUTIONS:
+            for T in (64, 256):
+                bench_soft_dtw(r, 32, T, 128, 0.1, dist)
     else:
         bench_dtw(r, 64, 256, 128)
-        for T in (64, 256):
-            bench_soft_dtw(r, 32, T, 128, 0.1)
+        for dist in DISTRIBUTIONS:
+            for T in (64, 256):
+                bench_soft_dtw(r, 32, T, 128, 0.1, dist)
         for T in (16, 32, 64):
             for K in (6, 13):
                 bench_block(r, 8, T, K)
         bench_step(r, 32, 256, 16)
+    print_goals()
     if args.markdown:
         lines = ["| task | implementation | ms | M cells/s | speed-up vs best anchor | float32 grad error |",
                  "|---|---|---:|---:|---:|---:|"]
-        errs = {(r["task"], r["impl"]): r["grad_rel_error"] for r in ROWS if "grad_rel_error" in r}
+        errs = {(r["task"], r["impl"]): r["grad_rel_error"] for r in ROWS if "grad_rel_error" in r and "impl" in r}
         short = {"procalign soft_dtw (numba)": "procalign numba", "procalign soft_dtw (torch wavefront)": "procalign torch",
                  "tslearn SoftDTWLossPyTorch": "tslearn", "pysdtw SoftDTW (cpu)": "pysdtw"}
         for r in ROWS:
-            if "ms" not in r:
+            if "ms" not in r or r["task"] == "goal":
                 continue
             err = errs.get((r["task"], short.get(r["impl"], "")))
             ratio = r.get("speedup_vs_best_anchor")

@@ -178,6 +178,11 @@ def _np(x: Tensor) -> np.ndarray:
 
 
 class _SoftDTWNumba(torch.autograd.Function):
+    """Compiled soft-DTW. The forward keeps R on two anti-diagonals every ``SEG`` (a few percent
+    of the grid) instead of per-cell weights; the backward reruns each segment's forward from its
+    checkpoint to get the weights, then sweeps it in reverse. Recomputing is cheaper than storing:
+    B * N * M * 3 weights do not fit in cache, and first-touching fresh memory is slow here."""
+
     @staticmethod
     def forward(ctx, costs: Tensor, ln: Tensor, lm: Tensor, gamma: float) -> Tensor:  # type: ignore[override]
         from procalign.dp import _numba_grid as K
@@ -185,10 +190,11 @@ class _SoftDTWNumba(torch.autograd.Function):
         C = _np(costs)
         B, N, M = C.shape
         out = np.empty(B, dtype=np.float64)
-        W = np.empty((B, N, M, 3), dtype=C.dtype)
+        CK = np.empty(K.checkpoint_shape(B, N, M), dtype=np.float64)
         ln_np, lm_np = _np(ln), _np(lm)
-        K.soft_dtw_forward(C, ln_np, lm_np, gamma, out, W)
-        ctx.W, ctx.ln, ctx.lm = W, ln_np, lm_np
+        K.soft_dtw_forward(C, ln_np, lm_np, gamma, out, CK)
+        ctx.save_for_backward(costs)  # its version counter catches in-place edits before backward
+        ctx.C, ctx.CK, ctx.ln, ctx.lm, ctx.gamma = C, CK, ln_np, lm_np, gamma
         return torch.from_numpy(out).to(dtype=costs.dtype)
 
     @staticmethod
@@ -196,9 +202,9 @@ class _SoftDTWNumba(torch.autograd.Function):
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         from procalign.dp import _numba_grid as K
 
-        W = ctx.W
-        G = np.zeros(W.shape[:3], dtype=W.dtype)
-        K.soft_dtw_backward(W, ctx.ln, ctx.lm, _np(grad.double()), G)
+        ctx.saved_tensors  # noqa: B018 - raises if costs were modified in place
+        G = np.zeros(ctx.C.shape, dtype=ctx.C.dtype)
+        K.soft_dtw_backward(ctx.C, ctx.ln, ctx.lm, ctx.gamma, ctx.CK, _np(grad.double()), G)
         return torch.from_numpy(G), None, None, None
 
 
@@ -314,10 +320,83 @@ def expected_alignment(
 _COSTS = ("sqeuclidean", "euclidean", "cosine")
 
 
+def _refine_small(x: Tensor, y: Tensor, sq: Tensor, scale: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Recompute squared distances that cancellation may have swamped, in place; return their
+    (b, i, j) indices. ``|x|^2 + |y|^2 - 2 x.y`` carries an absolute error of a few eps * scale
+    (scale = |x|^2 + |y|^2); pairs below sqrt(eps) * scale are recomputed from differences, so
+    identical frames give exactly 0 and near-identical ones their true small distance."""
+    rel = float(torch.finfo(sq.dtype).eps) ** 0.5
+    b, i, j = torch.nonzero(sq <= rel * scale, as_tuple=True)
+    chunk = max(1, (1 << 22) // x.shape[-1])  # bound the (pairs, D) temporary
+    for s in range(0, b.numel(), chunk):
+        bb, ii, jj = b[s : s + chunk], i[s : s + chunk], j[s : s + chunk]
+        diff = x[bb, ii] - y[bb, jj]
+        sq[bb, ii, jj] = (diff * diff).sum(-1)
+    return b, i, j
+
+
+class _SqDistance(torch.autograd.Function):
+    """Squared Euclidean (``root`` False) or Euclidean (``root`` True) frame costs, with the
+    gradient written as batched matmuls: for H = dL/dC (scaled by 1/c for the Euclidean cost),
+    dL/dx_i = 2 (x_i sum_j H_ij - sum_j H_ij y_j), dL/dy_j likewise -- two ``baddbmm`` calls,
+    no (B, N, M) temporaries beyond H.
+
+    The Euclidean cost is a safe square root: its value is exact (0) for identical frames and its
+    gradient there is defined as 0 (the minimum-norm subgradient of ||x - y|| at x = y, and what
+    central differences give). Near-zero pairs are recomputed from differences and their gradient
+    (x - y) / ||x - y|| taken from the differences too, so it stays bounded by |dL/dC|."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, y: Tensor, root: bool) -> Tensor:  # type: ignore[override]
+        nx = (x * x).sum(-1)
+        ny = (y * y).sum(-1)
+        scale = nx[:, :, None] + ny[:, None, :]
+        sq = torch.baddbmm(scale, x, y.transpose(1, 2), alpha=-2.0).clamp_min_(0.0)
+        ctx.root = root
+        if not root:
+            ctx.save_for_backward(x, y)
+            return sq
+        b, i, j = _refine_small(x, y, sq, scale)
+        c = sq.sqrt_()
+        ctx.save_for_backward(x, y, c, b, i, j)
+        return c
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, G: Tensor):  # type: ignore[override]
+        if not ctx.root:
+            x, y = ctx.saved_tensors
+            H, k = G, 2.0
+        else:
+            x, y, c, b, i, j = ctx.saved_tensors
+            # 1/c away from the refined pairs; those are added from their differences below
+            H = torch.where(c > 0, G / torch.where(c > 0, c, torch.ones_like(c)), torch.zeros_like(c))
+            H[b, i, j] = 0.0
+            k = 1.0
+        gx = gy = None
+        if ctx.needs_input_grad[0]:
+            gx = torch.baddbmm(x * H.sum(2, keepdim=True), H, y, beta=k, alpha=-k)
+        if ctx.needs_input_grad[1]:
+            gy = torch.baddbmm(y * H.sum(1)[:, :, None], H.transpose(1, 2), x, beta=k, alpha=-k)
+        if ctx.root and b.numel():
+            diff = x[b, i] - y[b, j]
+            cb = c[b, i, j]
+            u = diff * (G[b, i, j] / torch.where(cb > 0, cb, torch.ones_like(cb)) * (cb > 0))[:, None]
+            if gx is not None:
+                gx.index_put_((b, i), u, accumulate=True)
+            if gy is not None:
+                gy.index_put_((b, j), -u, accumulate=True)
+        return gx, gy, None
+
+
 def pairwise_costs(x: Tensor, y: Tensor, cost: str = "sqeuclidean") -> Tensor:
     """Frame-to-frame costs between ``x`` (B, N, D) and ``y`` (B, M, D) -> (B, N, M).
 
-    ``cost`` is ``"sqeuclidean"`` (||x - y||^2), ``"euclidean"`` or ``"cosine"`` (1 - cos).
+    ``cost`` is ``"sqeuclidean"`` (||x - y||^2), ``"euclidean"`` (||x - y||) or ``"cosine"``
+    (1 - cos). Values and gradients are finite everywhere, including zero distances: the
+    Euclidean cost of identical frames is exactly 0 with gradient 0 there, and a zero frame has
+    cosine cost 1 with finite gradient. The (squared) Euclidean gradients are computed as batched
+    matmuls (once differentiable); cosine uses autograd.
     """
     x = V.check_tensor(x, "x", 3, "B, N, D")
     y = V.check_tensor(y, "y", 3, "B, M, D")
@@ -332,9 +411,7 @@ def pairwise_costs(x: Tensor, y: Tensor, cost: str = "sqeuclidean") -> Tensor:
         return 1.0 - torch.bmm(xn, yn.transpose(1, 2))
     if cost not in _COSTS:
         raise ValueError(f"cost must be one of {_COSTS}, got {cost!r}")
-    norms = (x * x).sum(-1)[:, :, None] + (y * y).sum(-1)[:, None, :]
-    sq = torch.baddbmm(norms, x, y.transpose(1, 2), alpha=-2.0).clamp_min_(0.0)
-    return sq.sqrt() if cost == "euclidean" else sq
+    return _SqDistance.apply(x, y, cost == "euclidean")
 
 
 def soft_dtw_divergence(

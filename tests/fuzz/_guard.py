@@ -29,6 +29,9 @@ FUZZ = settings(
     print_blob=True,
 )
 
+#: readers are fuzzed one test per registered name, each with this share of EXAMPLES
+PER_READER = settings(FUZZ, max_examples=max(10, EXAMPLES // 3))
+
 CASES: Counter[str] = Counter()
 OUTCOMES: Counter[tuple[str, str]] = Counter()
 

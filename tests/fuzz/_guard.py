@@ -29,7 +29,7 @@ FUZZ = settings(
     print_blob=True,
 )
 
-#: readers are fuzzed one test per registered name, each with this share of EXAMPLES
+#: readers and CLI verbs are fuzzed one test each (parametrized), each with this share of EXAMPLES
 PER_READER = settings(FUZZ, max_examples=max(10, EXAMPLES // 3))
 
 CASES: Counter[str] = Counter()

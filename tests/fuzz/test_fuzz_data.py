@@ -15,7 +15,6 @@ decode it or raise :class:`~procalign.data.video.VideoDecodeError`.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -25,9 +24,9 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-import procalign.data as data
-from procalign.data.featureset import DataConfig, load_featureset
+from procalign import data
 from procalign.data.features import load_features
+from procalign.data.featureset import DataConfig, load_featureset
 from tests.data.fixtures_readers import WRITERS
 from tests.fuzz._guard import FUZZ, PER_READER, record, time_limit
 
@@ -101,9 +100,8 @@ def mutate(root: Path, how: str, pick: int, seed: int) -> str:
     elif how == "npy_other":
         f = f.with_suffix(".npy") if f.suffix != ".npy" else f
         np.save(f, _npy_other(rng), allow_pickle=False)
-    elif how == "npy_truncate":
-        if f.suffix == ".npy":
-            f.write_bytes(raw[: int(rng.integers(0, max(1, len(raw))))])
+    elif how == "npy_truncate" and f.suffix == ".npy":
+        f.write_bytes(raw[: int(rng.integers(0, max(1, len(raw))))])
     return f"{how} {f.relative_to(root)}"
 
 

@@ -19,7 +19,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from procalign import dp
-from tests.fuzz._guard import FUZZ, time_limit, record
+from tests.fuzz._guard import FUZZ, record, time_limit
 
 NAMED = (ValueError, TypeError)
 DTYPES = [torch.float32, torch.float64]
@@ -100,9 +100,9 @@ backends = st.sampled_from(["auto", "auto", "numba", "torch", "torch", "cuda-mag
 
 def _finite_input(*xs) -> bool:
     for x in xs:
-        if isinstance(x, torch.Tensor) and x.dtype in (torch.float32, torch.float64):
-            if not bool(torch.isfinite(x).all()):
-                return False
+        if (isinstance(x, torch.Tensor) and x.dtype in (torch.float32, torch.float64)
+                and not bool(torch.isfinite(x).all())):
+            return False
     return True
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks.reliability import TINY  # noqa: E402
+from benchmarks.reliability import TINY
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 FOLDER = ["data.dataset=folder", "train.epochs=1", "data.num_frames=8", "data.pairs_per_epoch=8",
@@ -35,7 +35,7 @@ FOLDER = ["data.dataset=folder", "train.epochs=1", "data.num_frames=8", "data.pa
 def cli(*args: str, signal_after: float | None = None) -> tuple[int, str]:
     cmd = [sys.executable, "-m", "procalign.cli.main", *map(str, args)]
     if signal_after is None:
-        p = subprocess.run(cmd, env=ENV, capture_output=True, text=True, cwd=ROOT)
+        p = subprocess.run(cmd, env=ENV, capture_output=True, text=True, cwd=ROOT, check=False)
         return p.returncode, p.stdout + p.stderr
     p = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     time.sleep(signal_after)

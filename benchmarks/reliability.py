@@ -33,8 +33,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
-    "data.synthetic={num_tasks: 1, procedures_per_task: 2, videos_per_procedure: 6, "
-    "num_frames: 24, dim: 12, steps_per_procedure: 3, seed: 0}",
+    (
+        "data.synthetic={num_tasks: 1, procedures_per_task: 2, videos_per_procedure: 6, "
+        "num_frames: 24, dim: 12, steps_per_procedure: 3, seed: 0}"
+    ),
     "data.num_frames=8",
     "data.pairs_per_epoch=12",
     "train.batch_size=6",
@@ -65,7 +67,7 @@ def extract_cmd(videos: Path, out: Path) -> list[str]:
 
 def run_to_end(cmd: list[str]) -> tuple[int, float, str]:
     t = time.perf_counter()
-    p = subprocess.run(cmd, env=ENV, capture_output=True, text=True, cwd=ROOT)
+    p = subprocess.run(cmd, env=ENV, capture_output=True, text=True, cwd=ROOT, check=False)
     return p.returncode, time.perf_counter() - t, p.stderr[-2000:]
 
 

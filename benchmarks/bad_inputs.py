@@ -81,10 +81,14 @@ def main() -> int:
         nan = good.copy()
         nan[5, 2] = np.nan
         np.save(t / "nan.npy", nan)
+        victim = np.load(feats[2])  # spoil this one, keeping its length (its labels must match)
+        nan_victim = victim.copy()
+        nan_victim[3, 1] = np.nan
+        wrong_d = rng.standard_normal((len(victim), 5)).astype(np.float32)
 
         import shutil
 
-        for name, arr in (("nan", nan), ("wrong_d", rng.standard_normal((16, 5)).astype(np.float32))):
+        for name, arr in (("nan", nan_victim), ("wrong_d", wrong_d)):
             shutil.copytree(t / "ds", t / f"ds_{name}")
             np.save(t / f"ds_{name}" / "features" / feats[2].name, arr)
         case("NaN in one features file (train)", "train", "cpa", *FOLDER, f"data.root={t / 'ds_nan'}",
@@ -92,7 +96,7 @@ def main() -> int:
         case("wrong D in one features file (train)", "train", "cpa", *FOLDER, f"data.root={t / 'ds_wrong_d'}",
              "--out", t / "r_d")
         case("NaN features (align)", "align", t / "nan.npy", t / "b.npy")
-        case("K > T (align -k 50 on 16 frames)", "align", t / "a.npy", t / "b.npy", "-k", "50")
+        case("K > T (align -k 50)", "align", t / "a.npy", t / "b.npy", "-k", "50")
         case("missing file (align)", "align", t / "missing.npy", t / "b.npy")
         case("unknown method", "train", "nope")
         case("unknown config key", "train", "cpa", "model.nope=1", "--out", t / "r_key")

@@ -122,7 +122,7 @@ def make_videos(folder: Path, n: int = 8) -> Path:
 
 
 def trials(name: str, make_cmd, outcome, ref_out: Path, work: Path, n: int, rng: random.Random,
-           jobs: int) -> dict:
+           jobs: int, keep: Path | None = None) -> dict:
     rc, ref_wall, err = run_to_end(make_cmd(ref_out))
     if rc != 0:
         raise SystemExit(f"{name}: the reference run failed (exit {rc}):\n{err}")
@@ -134,8 +134,14 @@ def trials(name: str, make_cmd, outcome, ref_out: Path, work: Path, n: int, rng:
     def one(i: int) -> dict:
         out = work / f"{name}-{i:02d}"
         row = killed_then_resumed(make_cmd(out), delays[i])
-        row["identical"] = row["resume_rc"] == 0 and outcome(out) == ref
-        shutil.rmtree(out, ignore_errors=True)
+        got = outcome(out)
+        row["differs"] = sorted(k for k in ref if got.get(k) != ref[k])
+        row["identical"] = row["resume_rc"] == 0 and not row["differs"]
+        if row["identical"] or keep is None:
+            shutil.rmtree(out, ignore_errors=True)
+        else:
+            shutil.move(out, keep / out.name)
+            row["kept"] = str(keep / out.name)
         return row
 
     with ThreadPoolExecutor(jobs) as pool:
@@ -157,20 +163,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--only", choices=["train", "extract"], default=None)
+    ap.add_argument("--keep", default=None, help="move run folders that differ here (and the reference)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "reliability.json"))
     args = ap.parse_args(argv)
     rng = random.Random(args.seed)
+    keep = Path(args.keep) if args.keep else None
+    if keep:
+        keep.mkdir(parents=True, exist_ok=True)
     results: dict = {"trials_per_kind": args.trials, "seed": args.seed, "jobs": args.jobs}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="procalign-reliability-") as tmp:
         work = Path(tmp)
         if args.only in (None, "train"):
             results["train"] = trials("train", train_cmd, train_outcome, work / "train-ref", work,
-                                      args.trials, rng, args.jobs)
+                                      args.trials, rng, args.jobs, keep)
+            if keep:
+                shutil.copytree(work / "train-ref", keep / "train-ref", dirs_exist_ok=True)
         if args.only in (None, "extract"):
             videos = make_videos(work / "videos")
             results["extract"] = trials("extract", lambda out: extract_cmd(videos, out), extract_outcome,
-                                        work / "extract-ref", work, args.trials, rng, args.jobs)
+                                        work / "extract-ref", work, args.trials, rng, args.jobs, keep)
     results["total_wall_s"] = round(time.perf_counter() - t0, 1)
     print(f"{'command':<28} {'trials':>6} {'killed':>7} {'identical':>10} {'ref wall s':>10}")
     for kind, label in (("train", "procalign train cpa"), ("extract", "procalign extract")):

@@ -186,3 +186,22 @@ def test_fuzz_train_overrides(overrides, print_config):
         rc = check_exit(argv, "procalign train cpa key=value")
         if not print_config:
             assert rc == 2 and not (Path(tmp) / "run" / "model.safetensors").exists()
+
+
+def test_weights_files_are_byte_deterministic(tmp_path):
+    """Found by benchmarks/reliability.py: safetensors writes its metadata in a per-process random
+    order, so half the kill-and-resume trials (and two fresh runs) gave different bytes."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch, sys; from procalign.train.checkpoint import save_weights; torch.manual_seed(0); "
+        "save_weights(torch.nn.Linear(3, 2), sys.argv[1], {'task': 'v', 'method': 'cpa', 'x': '1', 'y': '2'})"
+    )
+    blobs = set()
+    for i in range(4):
+        out = tmp_path / f"w{i}.safetensors"
+        subprocess.run([sys.executable, "-c", code, str(out)], check=True,
+                       env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+        blobs.add(out.read_bytes())
+    assert len(blobs) == 1

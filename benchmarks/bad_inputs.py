@@ -4,7 +4,8 @@ Each case builds its input in a temporary folder, runs ``procalign ...`` in a su
 records the exit code and the last stderr line (the one-line error). Writes
 benchmarks/results/bad_inputs.json and prints a markdown table.
 
-    python benchmarks/bad_inputs.py
+    python benchmarks/bad_inputs.py            # every case
+    python benchmarks/bad_inputs.py Ctrl-C     # only the cases whose name contains "Ctrl-C"
 """
 
 from __future__ import annotations
@@ -32,13 +33,23 @@ FOLDER = ["data.dataset=folder", "train.epochs=1", "data.num_frames=8", "data.pa
           "eval.distances=[cpa]"]
 
 
-def cli(*args: str, signal_after: float | None = None) -> tuple[int, str]:
+def _default_sigint() -> None:
+    # A shell starts background jobs with SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt: give the child the default, as a terminal would.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def cli(*args: str, interrupt_when=None) -> tuple[int, str]:
+    """Run ``procalign ARGS``; with ``interrupt_when`` (a callable), send SIGINT (Ctrl-C) as
+    soon as it returns True (polled every 20 ms)."""
     cmd = [sys.executable, "-m", "procalign.cli.main", *map(str, args)]
-    if signal_after is None:
+    if interrupt_when is None:
         p = subprocess.run(cmd, env=ENV, capture_output=True, text=True, cwd=ROOT, check=False)
         return p.returncode, p.stdout + p.stderr
-    p = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    time.sleep(signal_after)
+    p = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                         preexec_fn=_default_sigint)  # noqa: PLW1509 - no threads here
+    while p.poll() is None and not interrupt_when():
+        time.sleep(0.02)
     p.send_signal(signal.SIGINT)
     _, err = p.communicate()
     return p.returncode, err
@@ -54,6 +65,9 @@ def last_line(err: str) -> str:
     return " / ".join(x.strip() for x in fails[:2]) if fails else (lines or [""])[-1].strip()
 
 
+ONLY: list[str] = []
+
+
 def main() -> int:
     from procalign.data.render import render_video, write_video
 
@@ -63,6 +77,8 @@ def main() -> int:
         rng = np.random.default_rng(0)
 
         def case(what: str, *args, **kw):
+            if ONLY and not any(o in what for o in ONLY):
+                return
             rc, err = cli(*args, **kw)
             msg = last_line(err).replace(str(t), "TMP")
             tb = "Traceback" in err
@@ -149,14 +165,27 @@ def main() -> int:
              "--no-progress")
         case("missing input folder (extract)", "extract", t / "nothing", t / "out_none", "--encoder", "tiny_cnn")
         case("unknown encoder (extract)", "extract", vids, t / "out_enc", "--encoder", "resnet9000")
-        case("Ctrl-C during train", "train", "cpa", *TINY, "train.epochs=50", "--out", t / "run_int", "--quiet",
-             signal_after=12.0)
-        case("Ctrl-C during extract", "extract", vids, t / "out_int", "--encoder", "tiny_cnn", signal_after=6.0)
+        case("Ctrl-C during train (after the first checkpoint)", "train", "cpa", *TINY, "train.epochs=200",
+             "--out", t / "run_int", "--quiet",
+             interrupt_when=lambda: (t / "run_int" / "checkpoints" / "LATEST").exists())
+        many = t / "many"
+        many.mkdir()
+        for i in range(40):
+            shutil.copy(vids / "good.mp4", many / f"v{i:02d}.mp4")
+        case("Ctrl-C during extract (after the first video)", "extract", many, t / "out_int", "--encoder",
+             "tiny_cnn", "--no-progress", interrupt_when=lambda: any((t / "out_int").rglob("*.npy")))
+        case("rerun of the interrupted extract", "extract", many, t / "out_int", "--encoder", "tiny_cnn",
+             "--no-progress")
     out = ROOT / "benchmarks" / "results" / "bad_inputs.json"
+    if ONLY and out.exists():  # refresh only the cases that ran
+        fresh = {r["input"]: r for r in rows}
+        old = json.loads(out.read_text())
+        rows = [fresh.pop(r["input"], r) for r in old] + list(fresh.values())
     out.write_text(json.dumps(rows, indent=1) + "\n")
     print(f"wrote {out}")
     return 0
 
 
 if __name__ == "__main__":
+    ONLY[:] = sys.argv[1:]  # optional substrings: rerun only the cases whose name contains one
     sys.exit(main())

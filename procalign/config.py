@@ -113,7 +113,12 @@ def parse_overrides(overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
         key = key.strip()
         if not key:
             raise ValueError(f"override {item!r} has an empty key")
-        _set_dotted(tree, key, yaml.safe_load(raw) if raw.strip() else "")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            problem = str(getattr(exc, "problem", None) or exc).splitlines()[0]
+            raise ValueError(f"override {item!r}: the value is not valid YAML ({problem})") from exc
+        _set_dotted(tree, key, value)
     return tree
 
 

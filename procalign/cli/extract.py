@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 import threading
+from pathlib import Path
 
 
 def _encoder_arg(text: str) -> tuple[str, object]:
@@ -122,6 +123,8 @@ def _run(args: argparse.Namespace) -> int:
     from procalign.models.encoders import build_encoder
 
     shard = parse_shard(args.shard)
+    if Path(args.out_dir).exists() and not Path(args.out_dir).is_dir():
+        raise ValueError(f"OUT_DIR {args.out_dir} exists and is not a folder")
     if args.frames is not None and args.fps is not None:
         raise ValueError("--frames and --fps exclude each other")
     if args.frames is not None:

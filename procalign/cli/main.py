@@ -64,8 +64,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
-    except (ValueError, FileNotFoundError, KeyError, TypeError) as exc:
-        # User errors: one clear line, no traceback. Set PROCALIGN_DEBUG=1 to see the traceback.
+    except (ValueError, OSError, KeyError, TypeError) as exc:
+        # User errors (and the file system's: permissions, a file where a folder belongs, a full
+        # disk): one clear line, no traceback. Set PROCALIGN_DEBUG=1 to see the traceback.
         import os
 
         if os.environ.get("PROCALIGN_DEBUG"):

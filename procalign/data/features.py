@@ -255,7 +255,12 @@ def load_features(path: str | Path, *, mmap: bool = True) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"feature file {str(path)!r} does not exist")
-    arr = np.load(path, mmap_mode="r" if mmap else None)
+    try:
+        arr = np.load(path, mmap_mode="r" if mmap else None)
+    except (OSError, EOFError, ValueError) as exc:  # zero-byte, truncated, not .npy, pickled
+        raise ValueError(f"feature file {str(path)!r} is not a readable .npy array: {exc}") from exc
+    if not isinstance(arr, np.ndarray):
+        raise ValueError(f"feature file {str(path)!r} is not a single .npy array")
     if arr.ndim != 2:
         raise ValueError(f"feature file {str(path)!r} holds shape {arr.shape}, expected (T, D)")
     return arr

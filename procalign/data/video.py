@@ -211,7 +211,7 @@ def _read_video_file(
         raise VideoDecodeError(
             path, f"FFmpeg: {exc.strerror or exc} (corrupt or truncated)"
         ) from exc
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, UnicodeDecodeError) as exc:  # PyAV can fail decoding its message
         raise VideoDecodeError(path, f"{type(exc).__name__}: {exc}") from exc
     if (
         promised

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
 _BACKENDS = ("auto", "numba", "torch")
+MAX_PATH_SUM = 1e27  # far below the kernels' "impossible" marker NEG = -1e30
 
 
 def check_tensor(x: object, name: str, ndim: int, letters: str, finite: bool = True) -> Tensor:
@@ -20,12 +23,20 @@ def check_tensor(x: object, name: str, ndim: int, letters: str, finite: bool = T
         raise TypeError(f"{name} must be float32 or float64, got {x.dtype}")
     if any(s == 0 for s in x.shape):
         raise ValueError(f"{name} must not be empty, got shape {tuple(x.shape)}")
-    # A sum is non-finite whenever an element is (NaN and inf propagate); only then pay for the
-    # exact count, which also clears sums that merely overflowed.
-    if finite and not bool(torch.isfinite(x.detach().sum())):
-        bad = int((~torch.isfinite(x.detach())).sum())
-        if bad:
+    if finite:
+        # One pass: min and max are NaN/inf whenever an element is; only then pay for the count.
+        lo, hi = (float(v) for v in torch.aminmax(x.detach()))
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            bad = int((~torch.isfinite(x.detach())).sum())
             raise ValueError(f"{name} contains {bad} NaN or infinite value(s) (shape {tuple(x.shape)})")
+        # Path and block sums must stay far from the kernels' "impossible" marker (-1e30) and
+        # from overflow; a value this large is a units or masking mistake, not a score.
+        cells = math.prod(x.shape[1:])
+        if max(-lo, hi) * cells > MAX_PATH_SUM:
+            raise ValueError(
+                f"{name} has values up to {max(-lo, hi):.3g}: too large for the DP (|value| x "
+                f"{cells} cells per example must stay below {MAX_PATH_SUM:.0e}); rescale the input"
+            )
     return x
 
 

@@ -310,6 +310,7 @@ def expected_alignment(
     backend: str = "auto",
 ) -> Tensor:
     """The expected alignment matrix (B, N, M) of soft-DTW: the gradient of its value."""
+    costs = V.check_tensor(costs, "costs", 3, "B, N, M")
     with torch.enable_grad():
         c = costs.detach().requires_grad_(True)
         v = soft_dtw(c, gamma, lengths_n, lengths_m, backend)
@@ -404,6 +405,12 @@ def pairwise_costs(x: Tensor, y: Tensor, cost: str = "sqeuclidean") -> Tensor:
     if x.shape[0] != y.shape[0] or x.shape[2] != y.shape[2]:
         raise ValueError(
             f"x (B, N, D) and y (B, M, D) must share B and D, got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
+    big = max(float(x.detach().abs().amax()), float(y.detach().abs().amax()))
+    if 4 * big * big * x.shape[2] > torch.finfo(x.dtype).max:
+        raise ValueError(
+            f"x and y have values up to {big:.3g}: their squared distances overflow {x.dtype}; "
+            "rescale the features or use float64"
         )
     if cost == "cosine":
         xn = torch.nn.functional.normalize(x, dim=-1)

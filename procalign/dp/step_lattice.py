@@ -204,6 +204,7 @@ def step_marginals(
     backend: str = "auto",
 ) -> Tensor:
     """Posterior probability (B, T, K) that frame t sits on step k; rows sum to 1 on valid frames."""
+    log_probs = V.check_tensor(log_probs, "log_probs", 3, "B, T, K")
     with torch.enable_grad():
         lp = log_probs.detach().requires_grad_(True)
         v = step_forward(lp, lengths, num_steps, skip, backend)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from procalign._io import atomic_write_text
 
@@ -31,8 +31,19 @@ def save_weights(model: torch.nn.Module, path: str | Path, metadata: dict[str, s
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata or {})
+    tmp.write_bytes(_canonical(save(tensors, metadata=metadata or {})))
     os.replace(tmp, path)
+
+
+def _canonical(blob: bytes) -> bytes:
+    """safetensors writes ``__metadata__`` in a per-process random (hash map) order; sort it so
+    equal weights and metadata give equal bytes (a resumed run is byte-identical to a fresh one)."""
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + n])
+    if "__metadata__" in header:
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":")).encode()
+    return blob[:8] + text.ljust(n) + blob[8 + n :] if len(text) <= n else blob
 
 
 def load_weights(model: torch.nn.Module, path: str | Path, strict: bool = True) -> torch.nn.Module:

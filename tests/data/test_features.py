@@ -704,3 +704,78 @@ def test_lazy_features_hold_no_file_descriptors(tmp_path):
     with pytest.raises(ValueError, match="expected \\(T, D\\)"):
         np.save(tmp_path / "flat.npy", np.zeros(3))
         lazy_features(tmp_path / "flat.npy")
+
+
+def _dtw_cost(a: np.ndarray, b: np.ndarray) -> float:
+    """DTW of cosine distances, normalised by n + m (features centred and unit-normed)."""
+    cost = 1.0 - a @ b.T
+    n, m = cost.shape
+    acc = np.full((n + 1, m + 1), np.inf)
+    acc[0, 0] = 0.0
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            acc[i, j] = cost[i - 1, j - 1] + min(acc[i - 1, j], acc[i, j - 1], acc[i - 1, j - 1])
+    return float(acc[n, m] / (n + m))
+
+
+@pytest.mark.slow
+def test_pretrained_features_tell_procedures_apart_where_random_ones_do_not(tmp_path, capsys):
+    """Own-videos path on rendered videos: synth (cluttered scenes, where colour does not name a
+    step) -> extract with efficientnet_lite0 and with tiny_cnn -> same-procedure AUC of DTW."""
+    import csv
+    import itertools
+
+    from sklearn.metrics import roc_auc_score
+
+    data = tmp_path / "videos"
+    assert (
+        main(
+            [
+                "synth",
+                str(data),
+                "--tasks",
+                "1",
+                "--procedures",
+                "4",
+                "--videos-per-procedure",
+                "4",
+                "--frames",
+                "16",
+                "--dim",
+                "8",
+                "--render-videos",
+                "--render-style",
+                "cluttered",
+                "--video-size",
+                "64",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    with open(data / "index.csv", newline="") as fh:
+        label = {r["video_id"]: r["label"] for r in csv.DictReader(fh)}
+    auc = {}
+    for enc in ("efficientnet_lite0", "tiny_cnn"):
+        out = tmp_path / enc
+        assert (
+            main(
+                ["extract", str(data), str(out), "--encoder", enc, "--size", "64", "--no-progress"]
+            )
+            == 0
+        )
+        feats = {}
+        for vid, entry in read_manifest(out)["videos"].items():
+            x = np.asarray(load_features(out / entry["file"]), dtype=np.float64)
+            x = x - x.mean(0)
+            feats[vid] = x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-8)
+        assert len(feats) == 16
+        same, score = [], []
+        for a, b in itertools.combinations(sorted(feats), 2):
+            same.append(label[a] == label[b])
+            score.append(-_dtw_cost(feats[a], feats[b]))
+        auc[enc] = roc_auc_score(same, score)
+    capsys.readouterr()
+    print(f"same-procedure AUC: {auc}")
+    assert auc["efficientnet_lite0"] >= 0.65, auc
+    assert auc["efficientnet_lite0"] >= auc["tiny_cnn"] + 0.12, auc

@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import time
 import zlib
 from collections.abc import Mapping, Sequence
@@ -45,6 +46,7 @@ from procalign.data.video import (
     VIDEO_EXTENSIONS,
     ResizePolicy,
     VideoDecodeError,
+    _Stopped,
 )
 
 MANIFEST_FORMAT = "procalign-features/1"
@@ -458,11 +460,15 @@ class _Producer:
         self.sources = list(sources)
         self.encoder, self.sampling, self.folder_sampling = encoder, sampling, folder_sampling
         self.resize, self.batch_size, self.allow_truncated = resize, batch_size, allow_truncated
+        from procalign.data.video import BufferPool
+
         self.queue: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
         self.stop = threading.Event()
+        # queued batches + one being filled per worker + one being encoded, reused throughout
+        self.pool = BufferPool(max(1, prefetch) + 2 * max(1, workers) + 1, stop=self.stop)
         self._next = iter(range(len(self.sources)))
         self._lock = threading.Lock()
-        self._alive = max(1, min(workers, len(self.sources)))
+        self._alive = self.num_threads = max(1, min(workers, len(self.sources)))
         self.threads = [
             threading.Thread(target=self._work, name=f"procalign-decode-{w}", daemon=True)
             for w in range(self._alive)
@@ -516,6 +522,7 @@ class _Producer:
             self.resize,
             batch_size=self.batch_size,
             allow_truncated=self.allow_truncated,
+            pool=self.pool,
         ):
             if self.stop.is_set():
                 return
@@ -534,6 +541,8 @@ class _Producer:
                 break
             try:
                 self._one(k)
+            except _Stopped:
+                return
             except VideoDecodeError as exc:
                 self._put(("error", k, exc))
             except BaseException as exc:  # a bug or MemoryError: stop the run, re-raised there
@@ -596,11 +605,52 @@ def iter_encoded(
         with torch.inference_mode():
             return encoder(x[None].to(dev))[0].float().cpu().numpy()
 
+    # the decode threads take a core each: give the encoder the rest, not more (oversubscribed
+    # OpenMP threads stall at every barrier and made the whole pipeline 1.6x slower on 2 cores)
+    threads = torch.get_num_threads()
+    if dev.type == "cpu":
+        spare = (os.cpu_count() or 1) - producer.num_threads
+        torch.set_num_threads(max(1, min(threads, spare)))
+    try:
+        yield from _consume(producer, run, chunks, encoder, on_frames)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _malloc_trim():
+    """glibc's ``malloc_trim(0)`` (a no-op elsewhere): hands freed heap pages back to the OS.
+
+    Frames decoded in one thread and tensors freed in another leave free memory scattered over
+    glibc's per-thread arenas, so the resident size creeps up with the number of batches; a trim
+    every few dozen batches keeps it flat.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return lambda: trim(0)
+
+
+_TRIM_EVERY = 32  # batches
+
+
+def _consume(producer, run, chunks, encoder, on_frames):
+    trim = _malloc_trim()
+    batches = 0
     with producer:
         for kind, k, payload in producer.items():
             source = producer.sources[k]
             if kind == "batch":
                 chunks.setdefault(k, []).append(run(torch.from_numpy(payload).permute(0, 3, 1, 2)))
+                producer.pool.put(payload)  # the encoder is done with it: reuse the buffer
+                batches += 1
+                if batches % _TRIM_EVERY == 0:
+                    trim()
                 if on_frames is not None:
                     on_frames(len(payload))
             elif kind == "features":

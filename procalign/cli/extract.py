@@ -8,6 +8,8 @@ import sys
 import threading
 from pathlib import Path
 
+DEFAULT_FPS = 8.0  # procalign.data.features.DEFAULT_FPS (not imported: keeps --help fast)
+
 
 def _encoder_arg(text: str) -> tuple[str, object]:
     if "=" not in text:
@@ -42,8 +44,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("out_dir", metavar="OUT_DIR", help="output folder")
     p.add_argument(
         "--encoder",
-        default="tiny_cnn",
-        help="registered frame encoder: tiny_cnn, resnet50, open_clip, identity",
+        default=None,
+        help="registered encoder (default efficientnet_lite0, ImageNet-pretrained, offline): "
+        "efficientnet_lite0, mediapipe_pose, resnet50, open_clip, timm, identity; tiny_cnn has "
+        "random weights (tests only) and is used only when named",
+    )
+    p.add_argument(
+        "--weights",
+        default=None,
+        metavar="PATH",
+        help="local weights file for the encoder (resnet50, open_clip, timm, efficientnet_lite0)",
     )
     p.add_argument(
         "--encoder-arg",
@@ -51,13 +61,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=_encoder_arg,
         default=[],
         metavar="NAME=VALUE",
-        help="keyword for the encoder, repeatable (e.g. dim=64, seed=0, weights=IMAGENET1K_V2)",
+        help="keyword for the encoder, repeatable (e.g. dim=64, seed=0, model_name=ViT-B-32)",
     )
     p.add_argument(
         "--frames",
         type=int,
         default=None,
-        help="keep T frames, one per equal segment at --offset (default: every frame)",
+        help="keep T frames, one per equal segment at --offset (default: a fixed frame rate)",
     )
     p.add_argument(
         "--offset",
@@ -69,7 +79,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--fps",
         type=float,
         default=None,
-        help="resample videos to this frame rate (without --frames)",
+        help=f"sample videos at this frame rate (default {DEFAULT_FPS:g}; frame folders, which "
+        "have no rate, then keep every frame)",
+    )
+    p.add_argument(
+        "--all-frames",
+        action="store_true",
+        help="keep every frame of every video (no frame-rate sampling)",
     )
     p.add_argument("--resize", choices=["shorter_side", "fixed", "none"], default="shorter_side")
     p.add_argument(
@@ -84,7 +100,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="centre crop side after --resize shorter_side (default: --size)",
     )
-    p.add_argument("--batch-size", type=int, default=64, help="frames per encoder call")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="frames per encoder call (default: by frame size, 128 at 64 px, 16 at 224 px)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="decode threads (videos decoded at once, overlapping the encoder; default 1)",
+    )
+    p.add_argument(
+        "--prefetch",
+        type=int,
+        default=4,
+        help="decoded batches that may wait for the encoder (bounds memory; default 4)",
+    )
+    p.add_argument(
+        "--float16", action="store_true", help="store features as float16 (half the disk)"
+    )
+    p.add_argument(
+        "--allow-truncated",
+        action="store_true",
+        help="keep videos that decode fewer frames than their header promises",
+    )
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument(
         "--shard", default="0/1", metavar="I/N", help="process only shard I of N (default 0/1)"
@@ -115,22 +156,64 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from procalign.data.features import discover_sources, extract_features, parse_shard
-    from procalign.data.sampling import SamplingPolicy
-    from procalign.data.video import ResizePolicy
     import torch
 
-    from procalign.models.encoders import build_encoder
+    from procalign.data.features import (
+        auto_batch_size,
+        discover_sources,
+        extract_features,
+        parse_shard,
+    )
+    from procalign.data.sampling import SamplingPolicy
+    from procalign.data.video import ResizePolicy
+    from procalign.models.encoders import (
+        DEFAULT_VIDEO_ENCODER,
+        build_encoder,
+        is_random_weights,
+        random_weights_warning,
+    )
 
     shard = parse_shard(args.shard)
     if Path(args.out_dir).exists() and not Path(args.out_dir).is_dir():
         raise ValueError(f"OUT_DIR {args.out_dir} exists and is not a folder")
-    if args.frames is not None and args.fps is not None:
-        raise ValueError("--frames and --fps exclude each other")
+    chosen = [
+        f
+        for f, on in (
+            ("--frames", args.frames is not None),
+            ("--fps", args.fps is not None),
+            ("--all-frames", args.all_frames),
+        )
+        if on
+    ]
+    if len(chosen) > 1:
+        raise ValueError(f"{' and '.join(chosen)} exclude each other")
+    for name in ("workers", "prefetch", "batch_size"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    name = args.encoder or DEFAULT_VIDEO_ENCODER
+    kwargs = dict(args.encoder_arg)
+    if args.weights is not None:
+        kwargs["weights"] = args.weights
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device}: CUDA is not available here (use --device cpu)")
+    try:
+        encoder = build_encoder(name, **kwargs)
+    except ImportError as exc:  # an optional extra (torchvision, open_clip, mediapipe) is missing
+        print(f"procalign extract: error: {exc}", file=sys.stderr)
+        return 2
+    if is_random_weights(encoder):
+        print(f"extract: {random_weights_warning(f'features of {name!r}')}", file=sys.stderr)
+    kind = getattr(encoder, "input_kind", "frames")
+    folder_sampling = None
     if args.frames is not None:
         sampling = SamplingPolicy(mode="eval", num_frames=args.frames, offset=args.offset)
-    else:
+    elif args.all_frames or kind == "features":
         sampling = SamplingPolicy(mode="all", fps=args.fps)
+    else:
+        sampling = SamplingPolicy(mode="all", fps=args.fps or DEFAULT_FPS)
+        if args.fps is None:  # the default rate: frame folders (no rate) keep every frame
+            folder_sampling = SamplingPolicy(mode="all")
     if args.resize == "shorter_side":
         resize = ResizePolicy(
             "shorter_side", args.size, args.crop if args.crop is not None else args.size
@@ -139,32 +222,33 @@ def _run(args: argparse.Namespace) -> int:
         resize = ResizePolicy("fixed", args.size, None)
     else:
         resize = ResizePolicy("none", None, None)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {args.device}: CUDA is not available here (use --device cpu)")
-    try:
-        encoder = build_encoder(args.encoder, **dict(args.encoder_arg))
-    except ImportError as exc:  # an optional extra (torchvision, open_clip) is missing
-        print(f"procalign extract: error: {exc}", file=sys.stderr)
-        return 2
-    sources = discover_sources(args.input, prefer=getattr(encoder, "input_kind", "frames"))
+    sources = discover_sources(args.input, prefer=kind)
     report = extract_features(
         sources,
         args.out_dir,
         encoder,
-        extractor=args.encoder,
+        extractor=name,
         sampling=sampling,
         resize=resize,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size or auto_batch_size(resize),
         device=args.device,
         shard=shard,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        workers=args.workers,
+        prefetch=args.prefetch,
+        dtype="float16" if args.float16 else "float32",
+        frame_folder_sampling=folder_sampling,
+        allow_truncated=args.allow_truncated,
     )
+    rate = f", {report.frames / report.seconds:.0f} frames/s" if report.seconds > 0 else ""
     print(
         f"extract: {len(report.done)} extracted, {len(report.skipped)} already cached, "
-        f"{len(report.failed)} failed, {report.not_in_shard} in other shards; key {report.key}; "
-        f"manifest {report.manifest}"
+        f"{len(report.failed)} failed, {report.not_in_shard} in other shards{rate}; "
+        f"encoder {name}; key {report.key}; manifest {report.manifest}"
     )
     for vid, err in sorted(report.failed.items())[:10]:
         print(f"  failed {vid}: {err}")
+    if len(report.failed) > 10:
+        print(f"  ... and {len(report.failed) - 10} more (see failures in the manifest)")
     return 1 if report.failed else 0

@@ -62,6 +62,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="rendered frame side in pixels (even, default 32)",
     )
     p.add_argument(
+        "--render-style",
+        choices=["plain", "cluttered"],
+        default="plain",
+        help="plain: a colour per step; cluttered: per-video hue, striped background and "
+        "lighting, so only shape and motion tell steps apart (tells pretrained from random "
+        "encoders)",
+    )
+    p.add_argument(
         "--from-svip",
         metavar="ROOT",
         default=None,
@@ -116,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         render_videos=args.render_videos,
         video_ext=args.video_ext,
         video_size=args.video_size,
+        video_style=args.render_style,
         progress=show,
     )
     n_train = len(ds.split("train"))

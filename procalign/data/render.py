@@ -28,9 +28,9 @@ CODECS = {
 _GOLDEN = 0.6180339887498949
 
 
-def step_colour(step: int) -> np.ndarray:
-    """RGB colour of a step id as float array (3,) in [0, 255]."""
-    hue = (step * _GOLDEN) % 1.0
+def step_colour(step: int, hue_shift: float = 0.0) -> np.ndarray:
+    """RGB colour of a step id as float array (3,) in [0, 255] (hue rotated by ``hue_shift``)."""
+    hue = (step * _GOLDEN + hue_shift) % 1.0
     return np.array(colorsys.hsv_to_rgb(hue, 0.85, 0.95)) * 255.0
 
 
@@ -41,6 +41,7 @@ def render_frames(
     size: int = 32,
     seed: int = 0,
     noise: float = 6.0,
+    style: str = "plain",
 ) -> np.ndarray:
     """Draw one frame per entry of ``steps``.
 
@@ -50,6 +51,11 @@ def render_frames(
         size: frame side in pixels (even, >= 8).
         seed: per-video nuisance seed (tint, shift, noise).
         noise: std of the additive pixel noise (0-255 scale).
+        style: ``"plain"`` (each step has its own colour, shape and trajectory; a flat tinted
+            background) or ``"cluttered"``: the colour of every step is shifted by a per-video
+            random hue (so colour no longer tells the steps apart: their shape and motion do),
+            over a per-video striped background with random brightness and contrast, as
+            lighting and scenes differ between real recordings.
 
     Returns:
         uint8 array (T, size, size, 3).
@@ -63,14 +69,28 @@ def render_frames(
         )
     if not isinstance(size, int) or size < 8 or size % 2:
         raise ValueError(f"size must be an even int >= 8, got {size!r}")
+    if style not in ("plain", "cluttered"):
+        raise ValueError(f"style must be 'plain' or 'cluttered', got {style!r}")
     rng = np.random.default_rng(seed)
     tint = 40.0 + rng.uniform(-20, 20, size=3)
     shift = rng.uniform(-0.08, 0.08, size=2) * size
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    hue = 0.0
+    gain, offset = 1.0, 0.0
+    scene = np.broadcast_to(tint, (size, size, 3))
+    if style == "cluttered":
+        hue = float(rng.uniform(0, 1))
+        gain, offset = float(rng.uniform(0.6, 1.3)), float(rng.uniform(-30, 30))
+        angle = rng.uniform(0, np.pi)
+        period = rng.uniform(0.15, 0.4) * size
+        phase = (np.cos(angle) * xx + np.sin(angle) * yy) * 2 * np.pi / period
+        colours = rng.uniform(30, 200, size=(2, 3))
+        mix = (0.5 + 0.5 * np.sin(phase))[..., None]
+        scene = colours[0] * mix + colours[1] * (1 - mix)
     radius = size / 6.0
     out = np.empty((len(steps), size, size, 3), dtype=np.uint8)
     for t, (s, u) in enumerate(zip(steps.tolist(), step_progress.tolist())):
-        img = np.broadcast_to(tint, (size, size, 3)).copy()
+        img = np.array(scene, dtype=np.float64)
         if s > 0:
             angle = 2 * np.pi * ((s * _GOLDEN * 3.1) % 1.0)
             direction = np.array([np.cos(angle), np.sin(angle)])
@@ -86,8 +106,8 @@ def render_frames(
                 mask = (r2 <= radius**2) & (r2 >= (0.5 * radius) ** 2)
             else:
                 mask = (np.abs(dy) <= 0.5 * radius) & (np.abs(dx) <= 1.6 * radius)
-            img[mask] = step_colour(s) * (0.75 + 0.25 * u)
-        img += rng.normal(0.0, noise, size=img.shape)
+            img[mask] = step_colour(s, hue) * (0.75 + 0.25 * u)
+        img = img * gain + offset + rng.normal(0.0, noise, size=img.shape)
         out[t] = np.clip(img, 0, 255).astype(np.uint8)
     return out
 
@@ -147,6 +167,8 @@ def render_video(
     size: int = 32,
     fps: int = 8,
     seed: int = 0,
+    style: str = "plain",
 ) -> Path:
     """:func:`render_frames` then :func:`write_video`. Returns the written path."""
-    return write_video(path, render_frames(steps, step_progress, size=size, seed=seed), fps=fps)
+    frames = render_frames(steps, step_progress, size=size, seed=seed, style=style)
+    return write_video(path, frames, fps=fps)

@@ -651,6 +651,7 @@ def write_folder(
     fps: int = 8,
     progress: bool = False,
     on_video: Callable[[SyntheticVideo], None] | None = None,
+    video_style: str = "plain",
 ) -> Path:
     """Write ``dataset`` in the ``folder`` layout (see the module docstring). Returns ``root``.
 
@@ -660,6 +661,8 @@ def write_folder(
         video_ext: ``mp4``, ``avi``, ``webm`` or ``mkv``.
         video_size: rendered frame side in pixels (even).
         fps: rendered frame rate.
+        video_style: ``"plain"`` or ``"cluttered"`` (per-video hue, background and lighting:
+            colour no longer identifies a step), see :func:`procalign.data.render.render_frames`.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -695,6 +698,7 @@ def write_folder(
                     size=video_size,
                     fps=fps,
                     seed=_stable_int(vid),
+                    style=video_style,
                 )
             if on_video is not None:
                 on_video(video)
@@ -719,6 +723,7 @@ def write_folder(
             "ext": video_ext,
             "size": video_size,
             "fps": fps,
+            "style": video_style,
             "renderer": "procalign.data.render",
         }
     atomic_write_text(root / "meta.json", json.dumps(meta, indent=2) + "\n")

@@ -213,3 +213,61 @@ def test_write_video_rejects_bad_frames(tmp_path):
         write_video(tmp_path / "a.mp4", np.zeros((2, 7, 8, 3), dtype=np.uint8))
     with pytest.raises(ValueError, match="extension"):
         write_video(tmp_path / "a.gif", np.zeros((2, 8, 8, 3), dtype=np.uint8))
+
+
+# ----------------------------------------------------------------------------- streaming
+
+
+def _stream(path, sampling=ALL, resize=KEEP, batch_size=5):
+    from procalign.data.video import StreamedVideo, stream_frames
+
+    items = list(stream_frames(path, sampling, resize, batch_size=batch_size))
+    assert isinstance(items[-1], StreamedVideo)
+    return items[:-1], items[-1]
+
+
+@pytest.mark.parametrize("ext", EXTS)
+def test_stream_frames_equals_read_video(videos, ext):
+    for sampling in (ALL, SamplingPolicy(mode="eval", num_frames=6), SamplingPolicy("all", fps=4)):
+        batches, info = _stream(videos[ext], sampling)
+        assert all(len(b) <= 5 for b in batches) and all(len(b) == 5 for b in batches[:-1])
+        ref = read_video(videos[ext], sampling, KEEP)
+        np.testing.assert_array_equal(np.concatenate(batches), ref.frames[0])
+        assert info.indices.tolist() == ref.indices[0].tolist()
+        assert info.num_source_frames == 16 and info.policy["sampling"] == sampling.to_dict()
+
+
+def test_stream_frames_resizes_at_the_target_size(tmp_path):
+    path = write_video(tmp_path / "wide.mp4", ramp_frames(6, h=48, w=64))
+    batches, info = _stream(path, resize=ResizePolicy("shorter_side", 24, 24))
+    frames = np.concatenate(batches)
+    assert frames.shape == (6, 24, 24, 3) and info.policy["interpolation"] == "area"
+    np.testing.assert_allclose(grey_levels(frames), 20 + 12 * np.arange(6), atol=3)
+    batches, _ = _stream(path, resize=ResizePolicy("fixed", (20, 30), None))
+    assert np.concatenate(batches).shape == (6, 20, 30, 3)
+    repeated, info = _stream(path, SamplingPolicy(mode="eval", num_frames=9))  # L < T: repeats
+    frames = np.concatenate(repeated)
+    assert len(frames) == 9 and info.indices.tolist()[:3] == [0, 1, 1]
+    np.testing.assert_array_equal(frames[1], frames[2])  # one decoded frame, kept twice
+
+
+def test_stream_frames_failures(videos, tmp_path):
+    from procalign.data.video import stream_frames
+
+    empty = tmp_path / "e.mp4"
+    empty.write_bytes(b"")
+    garbage = tmp_path / "g.mkv"
+    garbage.write_bytes(np.random.default_rng(1).bytes(3000))
+    cut = tmp_path / "cut.webm"
+    cut.write_bytes(videos["webm"].read_bytes()[: int(videos["webm"].stat().st_size * 0.55)])
+    for path, words in [
+        (tmp_path / "missing.mp4", ("no such file",)),
+        (empty, ("empty file",)),
+        (garbage, ("corrupt", "no video stream")),
+        (cut, ("truncated", "corrupt", "no frames")),
+    ]:
+        with pytest.raises(VideoDecodeError, match=path.name) as info:
+            list(stream_frames(path, ALL, KEEP))
+        assert any(w in info.value.cause for w in words), info.value.cause
+    with pytest.raises(ValueError, match="one clip"):
+        list(stream_frames(videos["mp4"], SamplingPolicy(mode="clips", num_frames=2)))

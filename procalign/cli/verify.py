@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -103,6 +104,14 @@ def run(args: argparse.Namespace) -> int:
             source = str(tfile)
     a = load_input(args.a, cfg, int(meta["in_dim"]), frames)
     b = load_input(args.b, cfg, int(meta["in_dim"]), frames)
+    from procalign.data.video import is_video_input
+    from procalign.train.runner import random_features
+
+    videos = any(is_video_input(Path(p)) for p in (args.a, args.b))
+    if random_features(cfg, args.run, videos=videos and not frames):
+        from procalign.models.encoders import random_weights_warning
+
+        print(random_weights_warning("the inputs of this run"), file=sys.stderr)
     r = recipe.verify(cfg, models, meta, a, b, threshold, steps=args.steps)
     name_a, name_b = Path(args.a).stem, Path(args.b).stem
     clips = f", mean of {len(r['clip_distances'])} clips" if "clip_distances" in r else ""

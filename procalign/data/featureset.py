@@ -89,7 +89,7 @@ class DataConfig:
     test_split: str = "test"
     max_videos: int | None = None
     skip_failed: bool = False
-    video_encoder: str = "tiny_cnn"
+    video_encoder: str = "efficientnet_lite0"
     video_encoder_args: dict[str, Any] = field(default_factory=dict)
     video_size: int = 32
     joints_norm: str = "hips"

@@ -244,6 +244,24 @@ def _on_device(loss, device: torch.device):
     return moved
 
 
+def random_features(config: Any, run_dir: str | Path | None = None, videos: bool = False) -> bool:
+    """True when the run's inputs come from an encoder with random weights: its feature cache
+    (``data.features_dir``, or features the run encoded itself under ``<run>/features``) says
+    so, or ``videos`` are encoded now with a random ``data.video_encoder``."""
+    from procalign.data.featureset import expand_path
+    from procalign.models.encoders import is_random_weights
+
+    data = config.data
+    if videos and is_random_weights(data.video_encoder, **dict(data.video_encoder_args)):
+        return True
+    from procalign.data.features import manifest_random_weights
+
+    places = [expand_path(data.features_dir)] if data.features_dir else []
+    if run_dir is not None:
+        places.append(str(Path(run_dir) / "features"))
+    return any(p and Path(p).exists() and manifest_random_weights(p) for p in places)
+
+
 def load_run(
     recipe: Any, run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()
 ) -> tuple[Any, dict[str, Any], dict[str, torch.nn.Module]]:
@@ -294,6 +312,10 @@ def evaluate_run(
                 f"the run was trained on D={meta['in_dim']} inputs, the data has D={data.in_dim}"
             )
         report = recipe.evaluate(config, data, models, meta, progress)
+    if random_features(config, run_dir):
+        from procalign.models.encoders import random_weights_warning
+
+        report.setdefault("warnings", []).insert(0, random_weights_warning("the run's features"))
     report = {
         "method": recipe.name,
         "procalign_version": procalign.__version__,

@@ -208,6 +208,16 @@ def test_positives_closer_than_negatives_after_short_training(tmp_path):
     auc = {r["distance"]: r["value"] for r in report["metrics"] if r["metric"] == "auc"}
     assert auc["cpa"] >= 0.8
     assert auc["raw_video_l2"] < 0.7  # order-only negatives: mean pooling cannot separate them
+    # judged against the static control: with every frame replaced by the video's middle frame
+    # nothing but a frame-index shortcut could separate the pairs
+    from procalign.eval.verification import verification_auc
+
+    static = {v.video_id: P.control_inputs([np.asarray(v.features)], "static")[0] for v in vs.videos}
+    d_static = P.clip_distances(lambda i: static[i], pairs, model.embed,
+                                lambda x, y: model.distance(x, y), T=8,
+                                offsets=cfg2.data.clip_offsets)
+    auc_real = verification_auc(d, same)
+    assert auc_real - verification_auc(d_static, same) > 0.2, (auc_real, d_static[:4])
 
 
 def test_resume_through_the_recipe_gives_identical_weights(tmp_path):

@@ -649,17 +649,13 @@ def with_quality_scores(fs: FeatureSet, strength: float, seed: int) -> FeatureSe
 
 
 def encode_video(path: str | Path, encoder: Any, size: int = 32) -> np.ndarray:
-    """Decode every frame of a video file / frame folder, resize to ``size`` x ``size`` and
-    encode it with a frames encoder -> (L, D) float32 (what ``procalign verify`` does with a
-    video; ``procalign extract`` caches the same features for a whole dataset)."""
-    import torch
-
-    from procalign.data.sampling import SamplingPolicy
-    from procalign.data.video import ResizePolicy, read_video
+    """Every frame of a video file / frame folder, resized to ``size`` x ``size`` and encoded
+    with a frames encoder -> (L, D) float32 (what ``procalign verify`` does with a video), through
+    the streaming pipeline of :func:`procalign.data.features.encode_video`."""
+    from procalign.data.features import encode_video as stream
+    from procalign.data.video import ResizePolicy
 
     if getattr(encoder, "input_kind", "frames") != "frames":
         raise ValueError(f"the encoder {type(encoder).__name__} does not take frames")
-    dec = read_video(path, SamplingPolicy(mode="all"), ResizePolicy("fixed", size, None))
-    frames = torch.from_numpy(np.ascontiguousarray(dec.frames[0])).permute(0, 3, 1, 2)[None]
-    with torch.no_grad():
-        return encoder(frames)[0].float().numpy()
+    features, _ = stream(path, encoder, resize=ResizePolicy("fixed", size, None))
+    return features

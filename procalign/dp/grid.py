@@ -178,11 +178,6 @@ def _np(x: Tensor) -> np.ndarray:
 
 
 class _SoftDTWNumba(torch.autograd.Function):
-    """Compiled soft-DTW. The forward keeps R on two anti-diagonals every ``SEG`` (a few percent
-    of the grid) instead of per-cell weights; the backward reruns each segment's forward from its
-    checkpoint to get the weights, then sweeps it in reverse. Recomputing is cheaper than storing:
-    B * N * M * 3 weights do not fit in cache, and first-touching fresh memory is slow here."""
-
     @staticmethod
     def forward(ctx, costs: Tensor, ln: Tensor, lm: Tensor, gamma: float) -> Tensor:  # type: ignore[override]
         from procalign.dp import _numba_grid as K
@@ -190,11 +185,10 @@ class _SoftDTWNumba(torch.autograd.Function):
         C = _np(costs)
         B, N, M = C.shape
         out = np.empty(B, dtype=np.float64)
-        CK = np.empty(K.checkpoint_shape(B, N, M), dtype=np.float64)
+        W = np.empty((B, N, M, 3), dtype=C.dtype)
         ln_np, lm_np = _np(ln), _np(lm)
-        K.soft_dtw_forward(C, ln_np, lm_np, gamma, out, CK)
-        ctx.save_for_backward(costs)  # its version counter catches in-place edits before backward
-        ctx.C, ctx.CK, ctx.ln, ctx.lm, ctx.gamma = C, CK, ln_np, lm_np, gamma
+        K.soft_dtw_forward(C, ln_np, lm_np, gamma, out, W)
+        ctx.W, ctx.ln, ctx.lm = W, ln_np, lm_np
         return torch.from_numpy(out).to(dtype=costs.dtype)
 
     @staticmethod
@@ -202,9 +196,9 @@ class _SoftDTWNumba(torch.autograd.Function):
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         from procalign.dp import _numba_grid as K
 
-        ctx.saved_tensors  # noqa: B018 - raises if costs were modified in place
-        G = np.zeros(ctx.C.shape, dtype=ctx.C.dtype)
-        K.soft_dtw_backward(ctx.C, ctx.ln, ctx.lm, ctx.gamma, ctx.CK, _np(grad.double()), G)
+        W = ctx.W
+        G = np.zeros(W.shape[:3], dtype=W.dtype)
+        K.soft_dtw_backward(W, ctx.ln, ctx.lm, _np(grad.double()), G)
         return torch.from_numpy(G), None, None, None
 
 

@@ -8,7 +8,10 @@ import torch
 from torch import Tensor
 
 _BACKENDS = ("auto", "numba", "torch")
-MAX_PATH_SUM = 1e27  # far below the kernels' "impossible" marker NEG = -1e30
+#: |value| x cells per example must stay below this: far from the kernels' "impossible" marker
+#: NEG = -1e30, and small enough that float64 path sums keep the ~1e-4 relative precision the
+#: marginals need (exp(alpha + beta - Z) loses it when |path value| reaches ~1e12; found by fuzzing)
+MAX_PATH_SUM = 1e11
 
 
 def check_tensor(x: object, name: str, ndim: int, letters: str, finite: bool = True) -> Tensor:

@@ -186,7 +186,7 @@ def test_mediapipe_pose_finds_33_landmarks_on_the_astronaut():
 
 
 def test_normalise_landmarks_matches_penn_joint_normalisation():
-    from procalign.methods.lrprop import normalize_joints
+    from procalign.data.joints import normalize_joints
 
     rng = np.random.default_rng(0)
     lm = np.concatenate([rng.uniform(0.2, 0.8, (33, 3)), np.ones((33, 1))], 1)

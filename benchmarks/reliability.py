@@ -2,7 +2,8 @@
 
 (a) ``procalign train cpa`` on the tiny synthetic config of tests/train/test_runner.py: one
     uninterrupted reference run, then N trials that start the same command in a subprocess,
-    SIGKILL it after a random delay (uniform over the last 3/4 of the reference's wall time), rerun the same
+    SIGKILL it a random delay after it created its run folder (uniform over the time the reference
+    worked from that moment to its end), rerun the same
     command to completion and compare ``model.safetensors`` byte for byte (and ``threshold.json``).
 (b) ``procalign extract VIDEOS OUT --encoder tiny_cnn`` on tiny rendered videos: the same, comparing
     every ``features/*.npy`` byte for byte and the manifest's video entries (complete, no failures).
@@ -71,9 +72,32 @@ def run_to_end(cmd: list[str]) -> tuple[int, float, str]:
     return p.returncode, time.perf_counter() - t, p.stderr[-2000:]
 
 
+def _out_of(cmd: list[str]) -> Path:
+    return Path(cmd[cmd.index("--out") + 1]) if "--out" in cmd else Path(cmd[5])  # extract IN OUT
+
+
+def _wait_for_output(p: subprocess.Popen, out: Path) -> None:
+    """Until the command has created its output folder (start-up is over) or ended."""
+    while p.poll() is None and not out.exists():
+        time.sleep(0.01)
+
+
+def reference(cmd: list[str]) -> tuple[int, float, str]:
+    """Run ``cmd`` to the end; return its exit code, the seconds it worked after creating its
+    output folder, and its stderr."""
+    p = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    _wait_for_output(p, _out_of(cmd))
+    t = time.perf_counter()
+    _, err = p.communicate()
+    return p.returncode, time.perf_counter() - t, err[-2000:]
+
+
 def killed_then_resumed(cmd: list[str], delay: float) -> dict:
-    """Start ``cmd``, SIGKILL it after ``delay`` s (unless it ended), then rerun it to the end."""
+    """Start ``cmd``; ``delay`` s after it created its output folder, SIGKILL it (unless it
+    ended); then rerun it to the end."""
+    out = _out_of(cmd)
     p = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    _wait_for_output(p, out)
     try:
         p.wait(timeout=delay)
         killed = False
@@ -81,9 +105,11 @@ def killed_then_resumed(cmd: list[str], delay: float) -> dict:
         p.send_signal(signal.SIGKILL)
         p.wait()
         killed = True
+    # what the killed run had left: checkpoints (train) or feature files (extract)
+    left = len(list(out.glob("checkpoints/epoch_*"))) + len(list(out.glob("features/*.npy")))
     rc, wall, err = run_to_end(cmd)
-    return {"delay_s": round(delay, 2), "killed": killed, "resume_rc": rc, "resume_s": round(wall, 1),
-            "resume_stderr": err.strip().splitlines()[-1:] if rc else []}
+    return {"delay_s": round(delay, 2), "killed": killed, "left_at_kill": left, "resume_rc": rc,
+            "resume_s": round(wall, 1), "resume_stderr": err.strip().splitlines()[-1:] if rc else []}
 
 
 def digest(path: Path) -> str | None:
@@ -108,7 +134,7 @@ def extract_outcome(out: Path) -> dict:
     return {"features": feats, "manifest_videos": videos, "failures": failures}
 
 
-def make_videos(folder: Path, n: int = 8) -> Path:
+def make_videos(folder: Path, n: int = 16) -> Path:
     from procalign.data.render import render_video
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -123,13 +149,14 @@ def make_videos(folder: Path, n: int = 8) -> Path:
 
 def trials(name: str, make_cmd, outcome, ref_out: Path, work: Path, n: int, rng: random.Random,
            jobs: int, keep: Path | None = None) -> dict:
-    rc, ref_wall, err = run_to_end(make_cmd(ref_out))
+    rc, ref_wall, err = reference(make_cmd(ref_out))
     if rc != 0:
         raise SystemExit(f"{name}: the reference run failed (exit {rc}):\n{err}")
     ref = outcome(ref_out)
-    # Kill anywhere in the last 3/4 of the reference's wall time (the first quarter is mostly
-    # Python and torch start-up, where nothing has been written yet).
-    delays = [rng.uniform(0.25 * ref_wall, ref_wall) for _ in range(n)]
+    # Kill anywhere between the creation of the output folder (start-up is over) and the time
+    # the reference needed from there to its end (the machine's load varies: a few trials end
+    # first and are reported as not killed).
+    delays = [rng.uniform(0.0, ref_wall) for _ in range(n)]
 
     def one(i: int) -> dict:
         out = work / f"{name}-{i:02d}"
@@ -148,11 +175,12 @@ def trials(name: str, make_cmd, outcome, ref_out: Path, work: Path, n: int, rng:
         rows = list(pool.map(one, range(n)))
     killed = [r for r in rows if r["killed"]]
     return {
-        "reference_wall_s": round(ref_wall, 1),
+        "reference_work_s": round(ref_wall, 1),
         "trials": n,
         "killed_before_the_end": len(killed),
         "resumed_identical": sum(r["identical"] for r in rows),
         "killed_and_identical": sum(r["identical"] for r in killed),
+        "killed_with_work_on_disk": sum(r.get("left_at_kill", 0) > 0 for r in killed),
         "rows": rows,
     }
 
@@ -184,12 +212,12 @@ def main(argv: list[str] | None = None) -> int:
             results["extract"] = trials("extract", lambda out: extract_cmd(videos, out), extract_outcome,
                                         work / "extract-ref", work, args.trials, rng, args.jobs, keep)
     results["total_wall_s"] = round(time.perf_counter() - t0, 1)
-    print(f"{'command':<28} {'trials':>6} {'killed':>7} {'identical':>10} {'ref wall s':>10}")
+    print(f"{'command':<28} {'trials':>6} {'killed':>7} {'w/ work':>8} {'identical':>10} {'ref work s':>10}")
     for kind, label in (("train", "procalign train cpa"), ("extract", "procalign extract")):
         if kind in results:
             r = results[kind]
-            print(f"{label:<28} {r['trials']:>6} {r['killed_before_the_end']:>7} "
-                  f"{r['resumed_identical']:>6}/{r['trials']:<3} {r['reference_wall_s']:>10}")
+            print(f"{label:<28} {r['trials']:>6} {r['killed_before_the_end']:>7} {r['killed_with_work_on_disk']:>8} "
+                  f"{r['resumed_identical']:>6}/{r['trials']:<3} {r['reference_work_s']:>10}")
             for row in r["rows"]:
                 if not row["identical"]:
                     print(f"  NOT identical: {row}")

@@ -17,21 +17,10 @@ from procalign.config import load_config
 from procalign.methods import load_recipes
 from procalign.train.runner import RunConflict, evaluate_run, load_run, train_run
 from procalign.train.threads import compute
+from tests.methods.test_contract import TINY as CONTRACT_TINY
 
-TINY = [
-    "data.synthetic={num_tasks: 1, procedures_per_task: 2, videos_per_procedure: 6, "
-    "num_frames: 24, dim: 12, steps_per_procedure: 3, seed: 0}",
-    "data.num_frames=8",
-    "data.pairs_per_epoch=12",
-    "train.batch_size=6",
-    "eval.pairs=sampled",
-    "eval.num_pairs=16",
-    "data.threshold_pairs=16",
-    "model.steps=3",
-    "model.temporal_args={dim: 8, layers: 1, heads: 2, dropout: 0.0, positions: false}",
-    "eval.distances=[cpa]",
-    "train.epochs=2",
-]
+# the contract test's tiny CPA config, scored with the CPA distance only, 2 epochs
+TINY = [*CONTRACT_TINY["cpa"][:-1], "eval.distances=[cpa]", "train.epochs=2"]
 RECIPE = load_recipes().build("cpa")
 
 

@@ -32,7 +32,10 @@ torch.Size([2, 3, 8])
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import sys
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -422,6 +425,17 @@ def normalise_landmarks(
     return out.reshape(-1).astype(np.float32)
 
 
+_LIVE_POSES: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_poses() -> None:
+    """Close every MediaPipe graph still open before the interpreter finalizes (a graph closed
+    from a finalizer at shutdown hangs the process)."""
+    for pose in list(_LIVE_POSES):
+        pose.close()
+
+
 class MediaPipePose(nn.Module):
     """MediaPipe's bundled pose landmarker (``mp.solutions.pose``, model inside the wheel).
 
@@ -462,12 +476,15 @@ class MediaPipePose(nn.Module):
             raise _unavailable("mediapipe_pose", "mediapipe", exc, extra="pose") from exc
         self.layout = layout
         self.dim = 132 if layout == "mediapipe33" else 26
+        _LIVE_POSES.add(self)
         self.weights_id = (
             f"mediapipe_pose:{layout}:c{model_complexity}:mediapipe-{_package_version('mediapipe')}"
         )
 
     def landmarks(self, image: np.ndarray) -> np.ndarray | None:
         """One RGB image (H, W, 3) uint8 -> raw (33, 4) landmarks, or None when nobody is found."""
+        if self._pose is None:
+            raise RuntimeError("this MediaPipePose encoder was closed; build a new one")
         result = self._pose.process(np.ascontiguousarray(image))
         if result.pose_landmarks is None:
             return None
@@ -494,11 +511,24 @@ class MediaPipePose(nn.Module):
                 out[i] = normalise_landmarks(lm, h, w, self.layout)
         return torch.from_numpy(out).reshape(b, t, self.dim).to(frames.device)
 
-    def __del__(self) -> None:  # release MediaPipe's graph
-        pose = getattr(self, "_pose", None)
+    def close(self) -> None:
+        """Release MediaPipe's graph (idempotent). Also done at exit for every live encoder."""
+        pose, self._pose = getattr(self, "_pose", None), None
         if pose is not None:
             with contextlib.suppress(Exception):
                 pose.close()
+
+    def __enter__(self) -> MediaPipePose:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # Closing a MediaPipe graph while the interpreter finalizes deadlocks (its worker
+        # threads are gone): the atexit hook below closes live encoders before that.
+        if not sys.is_finalizing():
+            self.close()
 
 
 # ----------------------------------------------------------------------------- optional backbones

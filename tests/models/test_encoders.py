@@ -185,6 +185,32 @@ def test_mediapipe_pose_finds_33_landmarks_on_the_astronaut():
     assert torch.all(nobody == 0)
 
 
+def test_mediapipe_pose_left_open_does_not_hang_interpreter_exit():
+    """A MediaPipe graph closed from a finalizer at shutdown deadlocked the process (pytest
+    printed its summary and never exited): live encoders are closed by an atexit hook."""
+    import subprocess
+
+    if sys.version_info >= (3, 13):
+        pytest.skip("mediapipe 0.10.14 (the pinned pose extra) has no wheels for Python >= 3.13")
+    code = (
+        "import torch\n"
+        "from procalign.models.encoders import build_encoder\n"
+        "enc = build_encoder('mediapipe_pose')\n"
+        "enc(torch.zeros(1, 1, 3, 32, 32, dtype=torch.uint8))\n"
+        "holder = [enc, {'cycle': None}]\n"
+        "holder[1]['cycle'] = holder\n"  # kept alive until interpreter finalization
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("ok")
+    enc = build_encoder("mediapipe_pose")
+    with enc:
+        pass
+    with pytest.raises(RuntimeError, match="closed"):
+        enc.landmarks(np.zeros((8, 8, 3), np.uint8))
+
+
 def test_normalise_landmarks_matches_penn_joint_normalisation():
     from procalign.data.joints import normalize_joints
 

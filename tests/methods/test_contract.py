@@ -48,6 +48,23 @@ TINY = {
         "eval.fractions=[1.0]",
         "eval.ks=[2]",
     ],
+    "weaksvr": [
+        SYNTH,
+        "data.num_frames=6",
+        "data.threshold_pairs=16",
+        "model.text_encoder=hashing",
+        "model.text_encoder_args={dim: 16}",
+        "model.dim=8",
+        "model.layers=1",
+        "model.heads=2",
+        "train.batch_size=4",
+        "eval.pairs=sampled",
+        "eval.num_pairs=16",
+        "eval.matching=sampled",
+        "eval.num_queries=4",
+        "eval.candidates=2",
+        "eval.topk=[1]",
+    ],
 }
 
 

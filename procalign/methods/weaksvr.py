@@ -385,7 +385,12 @@ def matching_queries(cfg: WeakSVRConfig, data: fset.FeatureSet) -> tuple[list, s
         from procalign.data import load
 
         root = fset._default_root(cfg.data, "svip/CSV")
-        ds = load("csv-matching", root)
+        import warnings
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = load("csv-matching", root)
+        notes += [str(w.message) for w in caught]
         kept = [q for q in ds.queries
                 if q.answer is not None and all(c in by_id for c in q.candidates)]
         if len(kept) < len(ds.queries):

@@ -211,3 +211,31 @@ def test_csv_matching_queries_come_from_the_real_file():
     for label, steps, cands, answer in queries[:50]:
         assert len(cands) == 5 and cands[answer].split("/")[0] == label
         assert steps == tuple(data.get(cands[answer]).steps)
+
+
+def test_folder_dataset_with_a_steps_column_trains_and_one_without_is_refused(tmp_path):
+    import csv
+
+    from procalign.data.synthetic import make_dataset, write_folder
+
+    ds = make_dataset(num_tasks=1, procedures_per_task=2, videos_per_procedure=6, num_frames=20,
+                      dim=12, steps_per_procedure=3, seed=1)
+    write_folder(ds, tmp_path / "data")
+    recipe = _recipe()
+    over = [o for o in EASY if not o.startswith("data.synthetic")]
+    cfg = load_config(recipe.config_cls, None, [*over, "data.dataset=folder",
+                                                f"data.root={tmp_path / 'data'}", "train.epochs=2",
+                                                "eval.pairs=auto", "data.num_frames=6"])
+    summary = train_run(recipe, cfg, tmp_path / "run", progress=False)
+    assert summary["data"].startswith("folder dataset")
+    report = evaluate_run(recipe, tmp_path / "run", progress=False)
+    assert report["num_pairs"] == len(ds.pairs)
+    index = tmp_path / "data" / "index.csv"
+    rows = list(csv.DictReader(index.open()))
+    with index.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, [k for k in rows[0] if k != "steps"])
+        w.writeheader()
+        w.writerows({k: v for k, v in r.items() if k != "steps"} for r in rows)
+    with pytest.raises(fset.DataError, match="no step list"):
+        train_run(recipe, cfg, tmp_path / "run2", progress=False)
+    assert not (tmp_path / "run2" / "config.yaml").exists()  # refused before the first write

@@ -169,6 +169,11 @@ def run(args: argparse.Namespace) -> int:
         f"\n[demo] wrote {out}/report.md, report.json, positive_pair.png, negative_pair.png "
         f"in {time.perf_counter() - t_start:.0f} s"
     )
+    from procalign.viz.report import build_report
+
+    with compute(max(1, args.threads)):
+        html_report = build_report(runs["cpa"], out / "report.html", pairs=2, data=vs)
+    print(f"[demo] HTML report (open it in a browser): {html_report}")
     a, b = pos
     np.save(out / "example_a.npy", vs.get(a).features)
     np.save(out / "example_b.npy", vs.get(b).features)

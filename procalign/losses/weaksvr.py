@@ -116,7 +116,8 @@ def viterbi_labels(sim: Tensor, num_steps: Tensor) -> Tensor:
     from procalign.dp import step_viterbi
 
     B, N, _ = sim.shape
-    return step_viterbi(sim.detach().double(), torch.full((B,), N), num_steps.cpu(),
+    # labels only (no gradient): the compiled CPU kernel, whatever device the model is on
+    return step_viterbi(sim.detach().double().cpu(), torch.full((B,), N), num_steps.cpu(),
                         skip=True).labels.to(sim.device)
 
 

@@ -63,6 +63,8 @@ class Recipe:
     config_cls: type = object
     #: evaluation protocols the method reports (names in :mod:`procalign.eval.protocols`)
     protocols: tuple[str, ...] = ()
+    #: whether :meth:`verify` / :meth:`pair_distances` answer "same procedure?" (the report's ROC)
+    verifies_pairs: bool = True
 
     # ----------------------------------------------------------------- config and data
     def validate(self, config: Any) -> None:
@@ -124,4 +126,23 @@ class Recipe:
         **options: Any,
     ) -> dict[str, Any]:
         """``a``, ``b``: (L, D_in) inputs -> at least ``distance``, ``same`` (or None)."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- report hooks
+    def pair_distances(
+        self, config: Any, data: FeatureSet, models: dict[str, nn.Module],
+        info: Mapping[str, Any], pairs: list[Any],
+    ) -> np.ndarray:
+        """(P,) distances of ``pairs`` (records with ``video_id_1``, ``video_id_2``); the default
+        calls :meth:`verify` pair by pair (recipes batch it)."""
+        return np.array([
+            self.verify(config, models, info, np.asarray(data.get(p.video_id_1).features),
+                        np.asarray(data.get(p.video_id_2).features), None)["distance"]
+            for p in pairs
+        ])
+
+    def report_frames(
+        self, config: Any, models: dict[str, nn.Module], info: Mapping[str, Any], x: np.ndarray
+    ) -> np.ndarray:
+        """(L, D_in) inputs -> (T', D) frame embeddings the report draws similarity matrices of."""
         raise NotImplementedError

@@ -407,6 +407,20 @@ class CPARecipe(Recipe):
     def verify(self, cfg: CPAConfig, models, info, a, b, threshold, steps=None, **_) -> dict:
         return verify_pair(models[""], cfg, a, b, threshold, steps)
 
+    def pair_distances(self, cfg: CPAConfig, data, models, info, pairs) -> np.ndarray:
+        model = models[""]
+        return P.clip_distances(lambda i: data.get(i).features, pairs, _embed(model),
+                                lambda x, y: model.distance(x, y), **_clip_args(cfg))
+
+    @torch.no_grad()
+    def report_frames(self, cfg: CPAConfig, models, info, x: np.ndarray) -> np.ndarray:
+        """The centre SVIP clip's T frame embeddings."""
+        d, model = cfg.data, models[""]
+        model.eval()
+        c = int(np.argmin(np.abs(np.asarray(d.clip_offsets) - 0.5)))
+        clip = P.clip_features(x, d.num_frames, [d.clip_offsets[c]], d.boundaries)
+        return _embed(model)(torch.from_numpy(clip))[0].double().cpu().numpy()
+
 
 def choose_threshold(model: CPAModel, cfg: CPAConfig, data, run_dir: Path | None = None) -> dict:
     """Same/different threshold on the CPA distance at the EER point of training pairs

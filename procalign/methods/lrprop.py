@@ -442,6 +442,17 @@ class LRPropRecipe(Recipe):
             r["variant"] = f"{model_name},{r['variant']}"
         return rows, per
 
+    def pair_distances(self, cfg: LRPropConfig, data, models, info, pairs) -> np.ndarray:
+        ids = sorted({p.video_id_1 for p in pairs} | {p.video_id_2 for p in pairs})
+        embs = self.label_blind(cfg, models, info)([np.asarray(data.get(i).features) for i in ids])
+        embs = dict(zip(ids, P.l2_normalise(embs, cfg.eval.normalize)))
+        return np.array([float(P.video_distances(embs[p.video_id_1], [embs[p.video_id_2]],
+                                                 cfg.eval.distance)[0]) for p in pairs])
+
+    def report_frames(self, cfg: LRPropConfig, models, info, x: np.ndarray) -> np.ndarray:
+        """The label-blind embedding of every frame (each class model's, concatenated)."""
+        return self.label_blind(cfg, models, info)([np.asarray(x)])[0].astype(np.float64)
+
     def verify(self, cfg: LRPropConfig, models, info, a, b, threshold, **_) -> dict[str, Any]:
         """Length-normalised DTW distance of the two videos in the label-blind embedding."""
         ea, eb = self.label_blind(cfg, models, info)([a, b])

@@ -591,6 +591,19 @@ class WeakSVRRecipe(Recipe):
         return {"distance": dist, "clip_distances": d.tolist(), "threshold": threshold,
                 "same": None if threshold is None else bool(dist <= threshold)}
 
+    def pair_distances(self, cfg: WeakSVRConfig, data, models, info, pairs) -> np.ndarray:
+        return P.clip_distances(lambda i: data.get(i).features, pairs, _video_embed(models[""]),
+                                _v_distance, **_clip_args(cfg))
+
+    @torch.no_grad()
+    def report_frames(self, cfg: WeakSVRConfig, models, info, x: np.ndarray) -> np.ndarray:
+        """The centre clip's N frame embeddings (the fine loss's frame side)."""
+        d, model = cfg.data, models[""]
+        model.eval()
+        c = int(np.argmin(np.abs(np.asarray(d.clip_offsets) - 0.5)))
+        clip = torch.from_numpy(P.clip_features(x, d.num_frames, [d.clip_offsets[c]], d.boundaries))
+        return model.embed(clip.to(_device(model)))[0].double().cpu().numpy()
+
     def match(self, cfg: WeakSVRConfig, models, info, steps: Sequence[str],
               videos: Sequence[np.ndarray]) -> np.ndarray:
         """cosine(v, paragraph(steps)) of each video (L, D_in) -> (V,) scores, higher = better."""

@@ -31,4 +31,6 @@ def test_demo_quick_writes_report_table_and_plots(tmp_path, capsys):
     weak = {r["metric"]: r["value"] for r in report["weaksvr"]["metrics"]}
     assert 0.0 <= weak["auc"] <= 1.0 and "matching_auc" in weak
     assert (out / "runs" / "weaksvr" / "threshold.json").is_file()
-    assert "procalign verify" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "procalign verify" in printed and f"HTML report (open it in a browser): {out / 'report.html'}" in printed
+    assert (out / "report.html").read_text().count("<img") >= 4

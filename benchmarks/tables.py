@@ -222,7 +222,8 @@ def render_weaksvr_sv(data: dict) -> str:
                 cost = "(same run) | "
             else:
                 spe = statistics.median(r["seconds_per_epoch"] for r in runs[variant])
-                cost = f"{spe:.2f} | {max(r['peak_rss_mb'] for r in runs[variant]):.0f}"
+                rss = [r["peak_rss_mb"] for r in runs[variant] if r.get("peak_rss_mb")]
+                cost = f"{spe:.2f} | {max(rss):.0f}" if rss else f"{spe:.2f} | -"
             lines.append(f"| {DATASET_LABELS.get(ds, ds)} | {label} | {table} | "
                          f"{mean_std(aucs, 100, 1)} | {cost} |")
     pairs = {ds: next(iter(runs.values()))[0].get("pairs") for ds, runs in data["results"].items()}

@@ -78,8 +78,15 @@ def one_run(method: str, config: str, run_dir: str, overrides: list[str]) -> dic
     train_run(recipe, cfg, run_dir, resume=False, progress=False)
     report = evaluate_run(recipe, run_dir, progress=False)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    rows = report["metrics"]
     history = json.loads((Path(run_dir) / "history.json").read_text())
+    result = _result(report, history)
+    result.update(wall_seconds=time.perf_counter() - t0, peak_rss_mb=peak_kb / 1024)
+    (Path(run_dir) / "bench.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def _result(report: dict, history: list) -> dict:
+    rows = report["metrics"]
     return {
         "auc": {r["distance"]: r["value"] for r in rows if r["metric"] == "auc"},
         "matching": {r["metric"].removeprefix("matching_"): r["value"] for r in rows
@@ -87,12 +94,23 @@ def one_run(method: str, config: str, run_dir: str, overrides: list[str]) -> dic
         "matching_source": report.get("matching", {}).get("source"),
         "seconds_per_epoch": statistics.mean(h["seconds"] for h in history),
         "epochs": len(history),
-        "wall_seconds": time.perf_counter() - t0,
-        "peak_rss_mb": peak_kb / 1024,
+        "wall_seconds": None,
+        "peak_rss_mb": None,
         "num_pairs": report.get("num_pairs"),
         "pairs": report.get("pairs"),
         "data": report["data"],
     }
+
+
+def collected(run_dir: Path) -> dict | None:
+    """The result of a finished run folder (bench.json; else rebuilt from eval.json, without
+    memory and wall time), or None."""
+    if (run_dir / "bench.json").is_file():
+        return json.loads((run_dir / "bench.json").read_text())
+    if (run_dir / "eval.json").is_file() and (run_dir / "history.json").is_file():
+        return _result(json.loads((run_dir / "eval.json").read_text()),
+                       json.loads((run_dir / "history.json").read_text()))
+    return None
 
 
 def launch(method: str, config: str, run_dir: Path, overrides: list[str]) -> dict:
@@ -118,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=None, help="override train.epochs")
     p.add_argument("--cpa", action="store_true", help="also train CPA on the same frames and pairs")
     p.add_argument("--out", default="runs/bench/weaksvr", help="run folders")
+    p.add_argument("--collect", action="store_true",
+                   help="reuse finished runs in --out (their bench.json or eval.json) instead of "
+                   "training them again; train only the missing ones")
     args = p.parse_args(argv)
     if "csv" in args.datasets and not os.environ.get("PROCALIGN_DATA"):
         raise SystemExit("the csv rows need PROCALIGN_DATA (e.g. ../shared/data)")
@@ -142,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
                 over = [f"train.seed={seed}", f"data.synthetic.seed={seed}", *extra]
                 if args.epochs:
                     over.append(f"train.epochs={args.epochs}")
-                r = launch(method, config, out / ds / f"{variant}_s{seed}", over)
+                run_dir = out / ds / f"{variant}_s{seed}"
+                r = collected(run_dir) if args.collect else None
+                r = r or launch(method, config, run_dir, over)
                 results[ds].setdefault(variant, []).append(r)
                 m = r["matching"]
                 print(f"{ds} {variant} seed {seed}: AUC "

@@ -48,6 +48,14 @@ TINY = {
         "eval.fractions=[1.0]",
         "eval.ks=[2]",
     ],
+    "sspl": [
+        SYNTH,
+        "data.dataset=synthetic",
+        "model.num_states=6",
+        "model.hidden=8",
+        "teacher.k=3",
+        "teacher.kmeans_iter=5",
+    ],
 }
 
 

@@ -104,8 +104,8 @@ def one(key: str, dataset: str, overrides: list[str], work: Path) -> dict:
                  "train_videos": summary["parts"][0]["train_videos"],
                  "tasks": summary["parts"][0]["tasks"], "models": {}}
     for r in report["metrics"]:
-        if r["metric"] == "task_accuracy":
-            res["task_accuracy"] = r["value"]
+        if r["metric"] in ("task_accuracy", "agreement_with_teacher", "attention_on_evidence"):
+            res[r["metric"]] = r["value"]
             continue
         name = r["variant"].split(",k=")[0]
         res["models"].setdefault(name, {})[r["metric"]] = r["value"]

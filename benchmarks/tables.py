@@ -224,6 +224,10 @@ def render_sspl_table1(data: dict) -> str:
             lines.append(f"| {label} | " + " | ".join(f1 + rc) + " |")
         acc = [_sspl_cell(res, f"{dataset}/k={k}/base", lambda r: r.get("task_accuracy")) for k in ks]
         lines.append("| Task accuracy (trained network) | " + " | ".join(acc) + " |" + " |" * len(ks))
+        agree = [_sspl_cell(res, f"{dataset}/k={k}/base", lambda r: r.get("agreement_with_teacher")) for k in ks]
+        lines.append("| Network = its final teacher (% test frames) | " + " | ".join(agree) + " |" + " |" * len(ks))
+        att = [_sspl_cell(res, f"{dataset}/k={k}/base", lambda r: r.get("attention_on_evidence")) for k in ks]
+        lines.append("| Attention mass on the key-step regions (%) | " + " | ".join(att) + " |" + " |" * len(ks))
         spe = [_sspl_cell(res, f"{dataset}/k={k}/base", lambda r: r.get("seconds_per_epoch"), 1.0) for k in ks]
         lines.append("| Seconds / epoch (1 thread) | " + " | ".join(spe) + " |" + " |" * len(ks))
         seeds = [_sspl_seeds(res, f"{dataset}/k={k}/base") for k in ks]
@@ -246,7 +250,7 @@ def render_sspl_ablations(data: dict) -> str:
         ("cross-entropy instead of ranking (Remark 3)", "synthetic/k=7/cross_entropy"),
     ]
     header = ["variant (synthetic, k = 7)", "task acc.", "F1 (true task)", "R (true task)",
-              "F1 (predicted task)", "F1 final teacher", "seeds"]
+              "F1 (predicted task)", "F1 final teacher", "attention on key-step regions", "seeds"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, prefix in rows:
         cells = [
@@ -255,6 +259,7 @@ def render_sspl_ablations(data: dict) -> str:
             _sspl_cell(res, prefix, lambda r: r["models"]["sspl,true_task"]["recall"]),
             _sspl_cell(res, prefix, lambda r: r["models"]["sspl,predicted_task"]["f1"]),
             _sspl_cell(res, prefix, lambda r: r["models"]["teacher_final"]["f1"]),
+            _sspl_cell(res, prefix, lambda r: r.get("attention_on_evidence")),
             str(_sspl_seeds(res, prefix)),
         ]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")

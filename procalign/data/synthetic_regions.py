@@ -21,7 +21,8 @@ Features are stored flattened, ``(T, R * D)`` float32 (region ``r`` in columns
 ``r*D:(r+1)*D``), so every FeatureSet tool (validation, caching, ``verify``) sees ordinary
 ``(L, D_in)`` arrays; the FeatureSet carries ``regions = R`` as an attribute.
 
-Per video: ``label`` = ``task`` = the task name, ``steps`` = the names of the key-steps in the
+Per video: ``evidence`` (T, R) bool, the regions showing the key-step (simulation truth, for
+diagnostics); ``label`` = ``task`` = the task name, ``steps`` = the names of the key-steps in the
 order the video performs them, ``step_index`` (T,) = position in ``steps`` (-1 on background).
 
 >>> from procalign.data.featureset import DataConfig, load_featureset
@@ -145,7 +146,8 @@ def _settings(cls: type, settings: dict[str, Any]):
 
 
 def simulate_regions(
-    scripts: list[Script], cfg: FrameSimConfig, video_ids: list[str]
+    scripts: list[Script], cfg: FrameSimConfig, video_ids: list[str],
+    evidence: list[np.ndarray] | None = None,
 ) -> list[np.ndarray]:
     """Region features of scripted videos.
 
@@ -153,6 +155,8 @@ def simulate_regions(
         scripts: one script per video: ``[(step name | None, frames), ...]``.
         cfg: the frame simulation settings.
         video_ids: one id per video (seeds its clutter and noise).
+        evidence: when a list is given, one (T, R) bool array per video is appended to it: the
+            regions that show the key-step (False on background frames).
 
     Returns:
         one (T, R * D) float32 array per video, T = total frames of its script.
@@ -174,6 +178,7 @@ def simulate_regions(
         # fixed clutter per region (one object each, drawn per video)
         objects = rng.integers(0, len(clutter_pool), size=R)
         x[:] = np.stack([clutter_pool[o] for o in objects])[None]
+        shows = np.zeros((T, R), dtype=bool)
         t = 0
         for name, n in script:
             n = int(n)
@@ -187,9 +192,13 @@ def simulate_regions(
                 m = int(rng.integers(1, min(cfg.evidence_regions, R) + 1))
                 where = rng.choice(R, size=m, replace=False)
                 x[t : t + n, where] = content
+            if name is not None:
+                shows[t : t + n, slice(None) if R == 1 else where] = True
             t += n
         x += cfg.noise * rng.standard_normal(x.shape)
         out.append(x.reshape(T, R * D).astype(np.float32))
+        if evidence is not None:
+            evidence.append(shows)
     return out
 
 
@@ -197,9 +206,10 @@ def _videos(
     items: list[tuple[str, str, str, Script]], cfg: FrameSimConfig, description: str, simulated: bool
 ) -> FeatureSet:
     """items: (video id, task, split, script) -> FeatureSet with per-frame step positions."""
-    feats = simulate_regions([s for *_, s in items], cfg, [i for i, *_ in items])
+    masks: list[np.ndarray] = []
+    feats = simulate_regions([s for *_, s in items], cfg, [i for i, *_ in items], masks)
     videos = []
-    for (vid, task, split, script), x in zip(items, feats):
+    for (vid, task, split, script), x, shows in zip(items, feats, masks):
         names = tuple(n for n, _ in script if n is not None)
         pos = np.concatenate(
             [np.full(n, -1 if name is None else 0, dtype=np.int64) for name, n in script]
@@ -211,7 +221,9 @@ def _videos(
                 pos[t : t + n] = k
                 k += 1
             t += n
-        videos.append(FeatureVideo(vid, task, split, task, names or None, step_index=pos, array=x))
+        video = FeatureVideo(vid, task, split, task, names or None, step_index=pos, array=x)
+        video.evidence = shows  # type: ignore[attr-defined]  (diagnostics: attention on evidence)
+        videos.append(video)
     fs = FeatureSet(videos, description, simulated=simulated)
     fs.regions = int(cfg.regions)  # type: ignore[attr-defined]
     return fs

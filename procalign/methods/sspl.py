@@ -439,6 +439,7 @@ class SSPLRecipe(Recipe):
             elif b == "teacher_initial":
                 outputs["teacher_initial"] = self.initial_teacher(cfg, data, model, tasks, xs,
                                                                   true_task)
+        rows += self.diagnostics(model, test, preds, outputs, xs)
         per_task = {}
         for name, pred in outputs.items():
             s = keystep_scores(pred, truth, [tasks[a] for a in true_task])
@@ -450,6 +451,35 @@ class SSPLRecipe(Recipe):
                               for t, v in s["per_task"].items()}
         report.update({"metrics": rows, "per_task": per_task, "step_names": list(vocab)})
         return report
+
+    def diagnostics(self, model: SSPLModel, test, preds, outputs, xs) -> list[dict]:
+        """Why the network does (not) beat its teacher: agreement of the network's key-steps
+        with the final teacher's on test frames, and (simulated data, where the key-step regions
+        are known) the attention mass on the regions that show the key-step."""
+        import torch
+
+        rows = []
+        if "teacher_final" in outputs:
+            agree = np.concatenate([a == b for a, b in zip(outputs["sspl,true_task"],
+                                                           outputs["teacher_final"])])
+            rows.append(row("agreement_with_teacher", float(agree.mean()),
+                            "sspl,true_task_vs_teacher_final,frames", model="sspl"))
+        ev = [getattr(v, "evidence", None) for v in test]
+        if model.regions > 1 and all(e is not None for e in ev):
+            mass, chance = [], []
+            with torch.no_grad():
+                for x, e in zip(xs, ev):
+                    y = model.regions_of(torch.as_tensor(x)[None])
+                    alpha = model.attend(y)[1][0].double().numpy()
+                    on = e.any(1)
+                    if on.any():
+                        mass.append((alpha[on] * e[on]).sum(1))
+                        chance.append(e[on].sum(1) / model.regions)
+            if mass:
+                rows.append(row("attention_on_evidence", float(np.concatenate(mass).mean()),
+                                "sspl,key-step frames,uniform=" +
+                                f"{float(np.concatenate(chance).mean()):.3f}", model="sspl"))
+        return rows
 
     def initial_teacher(self, cfg, data, model: SSPLModel, tasks, xs, true_task):
         """Teacher alone: k-means + selection on the mean region of standardised training

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.video!r} is neither a .npy file nor a video of {data.description}") from None
         x = np.asarray(video.features, np.float32)
         names = step_vocabulary(data)
-        truth = frame_truth(video, {s: i for i, s in enumerate(names)})
+        truth = frame_truth(video, {s: i for i, s in enumerate(names)}, cfg.eval.background_label)
         true_task, name = video.label, video.video_id
     r = recipe.key_steps(cfg, models, meta, x, args.task)
     matched: dict[int, str] = {}

@@ -133,9 +133,13 @@ class EvalConfig:
             one of the task's k).
         baselines: the comparison rows to report (see the module docstring).
         seed: seeds the random baseline.
+        background_label: the per-frame label that means background in reader datasets'
+            ``frame_labels`` (CrossTask and ProceL readers: 0); None: such labels are not
+            key-steps and only task accuracy is reported.
     """
 
     background: str = "none"
+    background_label: int | None = 0
     baselines: list[str] = field(default_factory=lambda: list(BASELINES))
     seed: int = 0
 
@@ -168,10 +172,18 @@ def step_vocabulary(data) -> list[str]:
     return sorted({str(s) for v in data.videos for s in (v.steps or ())})
 
 
-def frame_truth(video, vocab: Mapping[str, int]) -> np.ndarray | None:
-    """(T,) global key-step id of each frame, -1 on background; None without step labels."""
+def frame_truth(video, vocab: Mapping[str, int], background_label: int | None = 0) -> np.ndarray | None:
+    """(T,) key-step id of each frame, -1 on background; None without step labels.
+
+    Generated / scripted videos (``step_index`` and ``steps``): the global id of the step's name.
+    Reader datasets (CrossTask, ProceL, folder ``frame_labels``, held as integer ``phases``):
+    the label itself, ``background_label`` (CrossTask / ProceL: 0) -> -1; such ids need only be
+    consistent within a task, as the matching is per task."""
     if video.step_index is None or video.steps is None:
-        return None
+        if video.phases is None or background_label is None:
+            return None
+        p = np.asarray(video.phases, dtype=np.int64)
+        return np.where(p == background_label, -1, p)
     idx = np.asarray(video.step_index, dtype=np.int64)
     names = np.array([vocab[str(s)] for s in video.steps] + [-1], dtype=np.int64)
     return names[np.where(idx >= 0, idx, len(video.steps))]
@@ -407,7 +419,7 @@ class SSPLRecipe(Recipe):
         if not test:
             raise ValueError(f"no test videos of the training tasks in {data.description}")
         vocab = {s: i for i, s in enumerate(step_vocabulary(data))}
-        truth = [frame_truth(v, vocab) for v in test]
+        truth = [frame_truth(v, vocab, cfg.eval.background_label) for v in test]
         xs = [np.asarray(v.features, np.float32) for v in test]
         true_task = [tasks.index(v.label) for v in test]
         preds = predict(model, xs)

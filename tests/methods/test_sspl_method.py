@@ -157,3 +157,32 @@ def test_breakfast_scripted_reads_real_labels(real_data):
     assert list(v.steps) == real_steps  # the real order
     assert v.step_index[0] == -1 if labels[0] == "SIL" else v.step_index[0] == 0
     assert abs(len(v.features) - len(labels) / 30) <= len(real_steps) + 3
+
+
+def test_reader_style_frame_labels_are_scored(recipe, tmp_path):
+    """Videos from a reader (CrossTask / ProceL / folder): (T, D) features, integer frame labels
+    with 0 = background, no generated step positions; R = 1 skips attention."""
+    from procalign.data.featureset import FeatureSet, FeatureVideo
+
+    rng = np.random.default_rng(0)
+    protos = rng.standard_normal((4, 6)) * 3
+    videos = []
+    for task, steps in (("a", [1, 2]), ("b", [3, 2])):
+        for i in range(6):
+            labels = np.repeat([0, steps[0], 0, steps[1], 0], [2, 6, 2, 6, 2])
+            x = protos[labels] + 0.3 * rng.standard_normal((len(labels), 6))
+            videos.append(FeatureVideo(f"{task}{i}", task, "test" if i >= 4 else "train", task,
+                                       phases=labels, array=x.astype(np.float32)))
+    data = FeatureSet(videos, "reader-style test set")
+    cfg = load_config(recipe.config_cls, None, [
+        "data.dataset=folder", "model.num_states=6", "model.hidden=8", "teacher.k=3",
+        "train={epochs: 2, batch_size: 2}", "teacher.kmeans_iter=5"])
+    with compute(1):
+        train_run(recipe, cfg, tmp_path / "r", progress=False, data=data)
+        report = evaluate_run(recipe, tmp_path / "r", progress=False, data=data)
+    assert report["classes"] == ["a", "b"]
+    assert _value(report, "recall", "teacher_final") > 0.5  # separable prototypes
+    assert {"attention_on_evidence"}.isdisjoint(r["metric"] for r in report["metrics"])
+    cfg2 = load_config(recipe.config_cls, tmp_path / "r" / "config.yaml", ["eval.background_label=null"])
+    rep2 = recipe.evaluate(cfg2, data, load_run(recipe, tmp_path / "r")[2], report | {"classes": ["a", "b"]}, False)
+    assert [r["metric"] for r in rep2["metrics"]] == ["task_accuracy"] and rep2["warnings"]

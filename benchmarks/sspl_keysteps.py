@@ -36,10 +36,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from procalign.config import load_config  # noqa: E402
-from procalign.methods import load_recipes  # noqa: E402
-from procalign.train.runner import evaluate_run, train_run  # noqa: E402
-from procalign.train.threads import compute  # noqa: E402
+from procalign.config import load_config
+from procalign.methods import load_recipes
+from procalign.train.runner import evaluate_run, train_run
+from procalign.train.threads import compute
 
 OUT = ROOT / "benchmarks" / "results" / "sspl.json"
 KS = (7, 10, 12, 15)
@@ -47,11 +47,11 @@ SEEDS = (0, 1, 2)
 CONFIGS = {"synthetic": "configs/sspl_synthetic.yaml", "breakfast": "configs/sspl_breakfast.yaml"}
 #: smaller than the configs, so that the whole benchmark fits in ~15 min on one core
 SMALL = {
-    "synthetic": ["data.synthetic={num_tasks: 4, num_steps: 12, steps_per_task: 5, train_videos: 10, "
-                  "test_videos: 4, regions: 6, dim: 16, noise: 0.6, seed: SEED}",
+    "synthetic": [("data.synthetic={num_tasks: 4, num_steps: 12, steps_per_task: 5, train_videos: 10, "
+                   "test_videos: 4, regions: 6, dim: 16, noise: 0.6, seed: SEED}"),
                   "train.epochs=25"],
-    "breakfast": ["data.synthetic={frame_stride: 15, train_videos: 6, test_videos: 3, regions: 6, "
-                  "dim: 16, noise: 0.6, seed: SEED}",
+    "breakfast": [("data.synthetic={frame_stride: 15, train_videos: 6, test_videos: 3, regions: 6, "
+                   "dim: 16, noise: 0.6, seed: SEED}"),
                   "train.epochs=25"],
 }
 ABLATION = {

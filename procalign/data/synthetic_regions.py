@@ -131,7 +131,7 @@ def _rng(seed: int, *keys: Any) -> np.random.Generator:
 
 def _settings(cls: type, settings: dict[str, Any]):
     if not isinstance(settings, dict):
-        raise ValueError(f"data.synthetic must be a mapping, got {settings!r}")
+        raise ValueError(f"data.synthetic must be a mapping, got {settings!r}")  # noqa: TRY004 (a config error)
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(settings) - known)
     if unknown:

@@ -118,7 +118,7 @@ class SSPLModel(nn.Module):
 
     def localise(self, f: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """KLN: f (B, T, D), mask (B, T) -> raw scores (B, T, M)."""
-        B, T, _ = f.shape
+        T = f.shape[1]
         step = 2 ** self.levels
         pad = (-T) % step
         z = (f * mask.unsqueeze(2)).transpose(1, 2)

@@ -72,7 +72,7 @@ def test_greedy_finds_the_optimum_on_separated_clusters():
     assert sorted(sel4.tolist()) == [1, 3, 4] and len(costs4) == 3
     # and duplicates of selected states lower nothing either
     dup = np.vstack([x[[1, 3, 4]], x[[1, 3, 4]]])
-    sel_d, costs_d = T.greedy_select(f, dup, 5, video)
+    sel_d, _ = T.greedy_select(f, dup, 5, video)
     assert len(sel_d) == 3
 
 
@@ -136,24 +136,24 @@ def test_ranking_loss_gradient_moves_the_right_scores():
 
 def test_attention_and_pooling_gradients():
     torch.manual_seed(0)
-    m = SSPLModel(4 * 3, 4, 2, 5, 2, hidden=4).double()
-    y = torch.randn(2, 6, 4, 3, dtype=torch.float64, requires_grad=True)
+    m = SSPLModel(3 * 2, 3, 2, 4, 2, hidden=4).double()  # R = 3, D = 2, M = 4
+    y = torch.randn(2, 4, 3, 2, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda y: m.attend(y)[0], (y,))
     assert torch.autograd.gradcheck(lambda y: m.attend(y)[1], (y,))
-    f = torch.randn(2, 6, 3, dtype=torch.float64, requires_grad=True)
-    p = torch.softmax(torch.randn(2, 6, 5, dtype=torch.float64), 2).requires_grad_()
-    mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    f = torch.randn(2, 4, 2, dtype=torch.float64, requires_grad=True)
+    p = torch.softmax(torch.randn(2, 4, 4, dtype=torch.float64), 2).requires_grad_()
+    mask = torch.tensor([[True] * 4, [True] * 3 + [False]])
     for pooling in ("average", "sum"):
         m.pooling = pooling
         assert torch.autograd.gradcheck(lambda f, p: m.pool(f, p, mask), (f, p))
-    h = torch.randn(2, 5, 3, dtype=torch.float64, requires_grad=True)
+    h = torch.randn(2, 4, 2, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(m.weigh, (h,))
     # padded frames take no part in pooling
     m.pooling = "average"
     hp = m.pool(f, p, mask)
-    assert torch.allclose(hp[1], m.pool(f[1:, :4], p[1:, :4], mask[1:, :4])[0])
+    assert torch.allclose(hp[1], m.pool(f[1:, :3], p[1:, :3], mask[1:, :3])[0])
     # the attention weights are a softmax over regions
-    assert torch.allclose(m.attend(y)[1].sum(2), torch.ones(2, 6, dtype=torch.float64))
+    assert torch.allclose(m.attend(y)[1].sum(2), torch.ones(2, 4, dtype=torch.float64))
 
 
 def test_bad_inputs_name_the_problem():

@@ -480,8 +480,8 @@ class SSPLRecipe(Recipe):
             mass, chance = [], []
             with torch.no_grad():
                 for x, e in zip(xs, ev):
-                    y = model.regions_of(torch.as_tensor(x)[None])
-                    alpha = model.attend(y)[1][0].double().numpy()
+                    y = model.regions_of(torch.as_tensor(x, device=model.in_mean.device)[None])
+                    alpha = model.attend(y)[1][0].double().cpu().numpy()
                     on = e.any(1)
                     if on.any():
                         mass.append((alpha[on] * e[on]).sum(1))
@@ -499,8 +499,9 @@ class SSPLRecipe(Recipe):
 
         def mean_region(x):
             with torch.no_grad():
-                y = model.regions_of(torch.as_tensor(np.asarray(x, np.float32))[None])
-            return y.mean(2)[0].double().numpy()
+                y = model.regions_of(torch.as_tensor(np.asarray(x, np.float32),
+                                                     device=model.in_mean.device)[None])
+            return y.mean(2)[0].double().cpu().numpy()
 
         train = sorted(data.split(cfg.data.train_split), key=lambda v: v.video_id)
         feats = [mean_region(v.features) for v in train]

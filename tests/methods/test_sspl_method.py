@@ -186,3 +186,17 @@ def test_reader_style_frame_labels_are_scored(recipe, tmp_path):
     cfg2 = load_config(recipe.config_cls, tmp_path / "r" / "config.yaml", ["eval.background_label=null"])
     rep2 = recipe.evaluate(cfg2, data, load_run(recipe, tmp_path / "r")[2], report | {"classes": ["a", "b"]}, False)
     assert [r["metric"] for r in rep2["metrics"]] == ["task_accuracy"] and rep2["warnings"]
+
+
+def test_key_steps_argmax_over_the_task_states_and_background_rule():
+    from procalign.methods.sspl import key_steps_of, spans
+
+    scores = np.array([[0.0, 5.0, 1.0, 2.0],   # best overall: state 1 (not the task's)
+                       [3.0, 0.0, 1.0, 2.0],
+                       [0.0, 0.0, 4.0, 1.0]])
+    states = np.array([0, 2])
+    assert key_steps_of(scores, states).tolist() == [2, 0, 2]
+    assert key_steps_of(scores, states, "unselected").tolist() == [-1, 0, 2]
+    assert spans(np.array([3, 3, -1, 3])) == [(3, 0, 1), (-1, 2, 2), (3, 3, 3)]
+    with pytest.raises(ValueError, match="no selected key-steps"):
+        key_steps_of(scores, np.array([], dtype=np.int64))

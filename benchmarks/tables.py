@@ -188,6 +188,69 @@ def render_lrprop_synthetic(data: dict) -> str:
                                           data["seeds"], data["models"])
 
 
+# ----------------------------------------------------------------------------- WeakSVR
+
+WEAKSVR_ROWS = (
+    ("sort", "weaksvr", "WeakSVR, sort pseudo-labels (as shipped)", "6"),
+    ("viterbi", "weaksvr", "WeakSVR, Viterbi pseudo-labels", "6"),
+    ("none", "weaksvr", "L_coarse only (TE + MLP, no L_fine)", "6 / 1"),
+    ("split", "weaksvr", "WeakSVR, split pseudo-labels", "6"),
+    ("cls_both", "weaksvr", "w CLS: L_coarse + L_fine", "5"),
+    ("cls_fine", "weaksvr", "w CLS: L_fine only", "5"),
+    ("cls_coarse", "weaksvr", "w CLS: L_coarse only", "5"),
+    ("cls_only", "weaksvr", "w CLS: neither (classification only, no text)", "5"),
+    ("pool", "weaksvr", "mean-pooled frame tokens + linear, L_coarse only (TE + Pool)", "1"),
+    ("eq3", "weaksvr", "sort, paragraph = encoder over the joined steps (Eq. 3)", "ours"),
+    ("no_center", "weaksvr", "sort, no per-clip centring", "ours"),
+    ("cpa", "cpa", "CPA (configs/cpa_<dataset>.yaml) on the same frames and pairs", "1"),
+    ("sort", "raw_pyramid_l2", "input features + temporal pyramid (untrained)", "-"),
+    ("sort", "raw_video_l2", "input features + bag of frames (untrained)", "-"),
+)
+
+
+def render_weaksvr_sv(data: dict) -> str:
+    lines = [
+        "| dataset | variant | paper table | verification AUC % | s / epoch | peak RSS MB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for ds, runs in data["results"].items():
+        for variant, dist, label, table in WEAKSVR_ROWS:
+            aucs = [r["auc"][dist] for r in runs.get(variant, []) if dist in r["auc"]]
+            if not aucs:
+                continue
+            if dist.startswith("raw_"):
+                cost = "(same run) | "
+            else:
+                spe = statistics.median(r["seconds_per_epoch"] for r in runs[variant])
+                cost = f"{spe:.2f} | {max(r['peak_rss_mb'] for r in runs[variant]):.0f}"
+            lines.append(f"| {DATASET_LABELS.get(ds, ds)} | {label} | {table} | "
+                         f"{mean_std(aucs, 100, 1)} | {cost} |")
+    pairs = {ds: next(iter(runs.values()))[0].get("pairs") for ds, runs in data["results"].items()}
+    meta = data["meta"]
+    lines += ["", f"Seeds {data['seeds']}; {meta['machine']}; torch {meta['torch']}; "
+              f"{meta.get('threads', 1)} thread; pairs: {pairs}."]
+    return _command(data) + "\n".join(lines) + "\n"
+
+
+def render_weaksvr_matching(data: dict) -> str:
+    lines = [
+        "| dataset | variant | accuracy (top-1) % | top-5 % | AUC % |",
+        "|---|---|---|---|---|",
+    ]
+    sources = {}
+    for ds, runs in data["results"].items():
+        for variant, dist, label, _ in WEAKSVR_ROWS:
+            rs = [r for r in runs.get(variant, []) if r.get("matching") and dist == "weaksvr"]
+            if not rs:
+                continue
+            sources[ds] = rs[0].get("matching_source")
+            cells = [mean_std([r["matching"].get(k) for r in rs], 100, 1)
+                     for k in ("accuracy", "top5", "auc")]
+            lines.append(f"| {DATASET_LABELS.get(ds, ds)} | {label} | " + " | ".join(cells) + " |")
+    lines += ["", "Queries: " + "; ".join(f"{ds}: {s}" for ds, s in sources.items()) + "."]
+    return _command(data) + "\n".join(lines) + "\n"
+
+
 # ----------------------------------------------------------------------------- procedure learning
 
 SSPL_MODELS = (
@@ -272,6 +335,8 @@ RENDERERS = {
     "cpa_quality": ("cpa_sv", render_cpa_quality),
     "lrprop_penn": ("lrprop", render_lrprop_penn),
     "lrprop_synthetic": ("lrprop", render_lrprop_synthetic),
+    "weaksvr_sv": ("weaksvr", render_weaksvr_sv),
+    "weaksvr_matching": ("weaksvr", render_weaksvr_matching),
     "sspl_table1": ("sspl", render_sspl_table1),
     "sspl_ablations": ("sspl", render_sspl_ablations),
 }

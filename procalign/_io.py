@@ -37,3 +37,17 @@ def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def atomic_save_npz(path: str | Path, **arrays: np.ndarray) -> None:
+    """``np.savez`` to ``path`` through a temporary file and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_for(path)
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -91,6 +91,14 @@ class SynthConfig:
             (``split_by="procedure"``, SVIP-like unseen procedures) put in the test split.
         split_by: ``"video"`` or ``"procedure"``.
         seed: everything is a deterministic function of the config.
+        text_prototypes: a text encoder name (:data:`procalign.models.text.TEXT_ENCODERS`, e.g.
+            ``"minilm"``) or None. When set, each step's prototype is built from its sentence:
+            ``sqrt(w) * unit(P e_s) + sqrt(1 - w) * r_s`` (renormalised), with ``e_s`` the step
+            sentence's embedding, ``P`` one fixed random (D x D_text) projection and ``r_s`` the
+            step's own random direction, so steps described alike ("take up the test tube",
+            "take up the beaker") look alike and unrelated steps do not. None: independent
+            random prototypes (the default; every earlier dataset is unchanged).
+        text_weight: ``w`` above, in [0, 1].
     """
 
     num_tasks: int = 3
@@ -112,6 +120,8 @@ class SynthConfig:
     test_fraction: float = 0.25
     split_by: str = "video"
     seed: int = 0
+    text_prototypes: str | None = None
+    text_weight: float = 0.8
 
     @property
     def shortest_video(self) -> int:
@@ -141,6 +151,16 @@ class SynthConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.split_by not in ("video", "procedure"):
             raise ValueError(f"split_by must be 'video' or 'procedure', got {self.split_by!r}")
+        if not 0.0 <= float(self.text_weight) <= 1.0:
+            raise ValueError(f"text_weight must be in [0, 1], got {self.text_weight}")
+        if self.text_prototypes is not None:
+            from procalign.models.text import TEXT_ENCODERS
+
+            if self.text_prototypes not in TEXT_ENCODERS:
+                raise ValueError(
+                    f"text_prototypes must be a text encoder ({', '.join(TEXT_ENCODERS.names())})"
+                    f" or null, got {self.text_prototypes!r}"
+                )
 
 
 @dataclass(frozen=True)
@@ -329,8 +349,28 @@ def _make_world(config: SynthConfig, vocabulary: list[str], tasks: list[str]) ->
         r = _rng(config.seed, "step", name)
         protos[name] = _gauss(r, d, 1.0)
         motions[name] = _gauss(r, d, config.motion)
+    if config.text_prototypes:
+        protos = _text_prototypes(config, vocabulary[1:], protos)
     task_vecs = {t: _gauss(_rng(config.seed, "task", t), d, 1.0) for t in tasks}
     return _World(d, protos, motions, task_vecs, _gauss(_rng(config.seed, "background"), d, 1.0))
+
+
+def _text_prototypes(
+    config: SynthConfig, steps: list[str], random_protos: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Step prototypes from the step sentences (see ``SynthConfig.text_prototypes``)."""
+    from procalign.models.text import default_cache_dir, encode_texts
+
+    emb = encode_texts(steps, config.text_prototypes, default_cache_dir())
+    proj = _rng(config.seed, "text-projection").normal(size=(config.dim, emb.shape[1]))
+    text = emb @ proj.T
+    text /= np.maximum(np.linalg.norm(text, axis=1, keepdims=True), 1e-12)
+    w = float(config.text_weight)
+    out = {}
+    for i, name in enumerate(steps):
+        p = np.sqrt(w) * text[i] + np.sqrt(1 - w) * random_protos[name]
+        out[name] = p / max(float(np.linalg.norm(p)), 1e-12)
+    return out
 
 
 def _layout(rng: np.random.Generator, num_steps: int, length: int, background: float) -> list[int]:

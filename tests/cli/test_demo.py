@@ -26,4 +26,9 @@ def test_demo_quick_writes_report_table_and_plots(tmp_path, capsys):
     report = json.loads((out / "report.json").read_text())
     assert {"cpa", "fsa_only", "video", "mined_steps"} <= set(report)
     assert (out / "runs" / "cpa" / "threshold.json").is_file()
+    # WeakSVR on the same videos and test pairs
+    assert "## WeakSVR on the same data" in text and "matching_accuracy" in text
+    weak = {r["metric"]: r["value"] for r in report["weaksvr"]["metrics"]}
+    assert 0.0 <= weak["auc"] <= 1.0 and "matching_auc" in weak
+    assert (out / "runs" / "weaksvr" / "threshold.json").is_file()
     assert "procalign verify" in capsys.readouterr().out

@@ -252,6 +252,84 @@ def render_weaksvr_matching(data: dict) -> str:
     return _command(data) + "\n".join(lines) + "\n"
 
 
+# ----------------------------------------------------------------------------- procedure learning
+
+SSPL_MODELS = (
+    ("random", "Random (each frame one of k ids)"),
+    ("uniform", "Uniform segmentation (k equal segments)"),
+    ("teacher_initial", "Teacher alone (k-means + subset selection, untrained features)"),
+    ("teacher_final", "Teacher of the trained run (learned attention features)"),
+    ("sspl,true_task", "Trained network (key-steps of the true task)"),
+    ("sspl,predicted_task", "Trained network (key-steps of the predicted task)"),
+)
+
+
+def _sspl_cell(results: dict, prefix: str, get, scale: float = 100.0) -> str:
+    keys = sorted(k for k in results if k.rsplit("/seed=", 1)[0] == prefix)
+    return mean_std([get(results[k]) for k in keys], scale, 1) if keys else "n/a"
+
+
+def _sspl_seeds(results: dict, prefix: str) -> int:
+    return sum(1 for k in results if k.rsplit("/seed=", 1)[0] == prefix)
+
+
+def render_sspl_table1(data: dict) -> str:
+    res, ks = data["results"], data["settings"]["ks"]
+    out = [_command(data).rstrip("\n") + "\n"]
+    for dataset, title in (("synthetic", "Generated region data"),
+                           ("breakfast", "Breakfast-scripted data (real step orders and durations, simulated features)")):
+        out.append(f"**{title}**: frame F1 / recall (%, mean ± std over seeds), per-task Hungarian "
+                   "matching, every frame assigned to a key-step.\n")
+        header = ["method", *[f"k={k} F1" for k in ks], *[f"k={k} R" for k in ks]]
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for model, label in SSPL_MODELS:
+            f1 = [_sspl_cell(res, f"{dataset}/k={k}/base", lambda r: r["models"].get(model, {}).get("f1")) for k in ks]
+            rc = [_sspl_cell(res, f"{dataset}/k={k}/base", lambda r: r["models"].get(model, {}).get("recall")) for k in ks]
+            lines.append(f"| {label} | " + " | ".join(f1 + rc) + " |")
+        acc = [_sspl_cell(res, f"{dataset}/k={k}/base", lambda r: r.get("task_accuracy")) for k in ks]
+        lines.append("| Task accuracy (trained network) | " + " | ".join(acc) + " |" + " |" * len(ks))
+        agree = [_sspl_cell(res, f"{dataset}/k={k}/base", lambda r: r.get("agreement_with_teacher")) for k in ks]
+        lines.append("| Network = its final teacher (% test frames) | " + " | ".join(agree) + " |" + " |" * len(ks))
+        att = [_sspl_cell(res, f"{dataset}/k={k}/base", lambda r: r.get("attention_on_evidence")) for k in ks]
+        lines.append("| Attention mass on the key-step regions (%) | " + " | ".join(att) + " |" + " |" * len(ks))
+        spe = [_sspl_cell(res, f"{dataset}/k={k}/base", lambda r: r.get("seconds_per_epoch"), 1.0) for k in ks]
+        lines.append("| Seconds / epoch (1 thread) | " + " | ".join(spe) + " |" + " |" * len(ks))
+        seeds = [_sspl_seeds(res, f"{dataset}/k={k}/base") for k in ks]
+        out.append("\n".join(lines) + f"\n\nSeeds per column: {seeds}.\n")
+    return "\n".join(out)
+
+
+def render_sspl_ablations(data: dict) -> str:
+    res = data["results"]
+    rows = [
+        ("Attention + learned pooling (both)", "synthetic/k=7/base"),
+        ("Attention only (beta = 1/M)", "synthetic/k=7/attention_only"),
+        ("Learned pooling only (mean region)", "synthetic/k=7/pooling_only"),
+        ("Neither", "synthetic/k=7/neither"),
+        ("lambda = 0 (no task loss)", "synthetic/k=7/lambda=0.0"),
+        ("lambda = 0.25", "synthetic/k=7/lambda=0.25"),
+        ("lambda = 0.5 (paper)", "synthetic/k=7/base"),
+        ("lambda = 1", "synthetic/k=7/lambda=1.0"),
+        ("no self-supervision (task labels only)", "synthetic/k=7/no_self_supervision"),
+        ("cross-entropy instead of ranking (Remark 3)", "synthetic/k=7/cross_entropy"),
+    ]
+    header = ["variant (synthetic, k = 7)", "task acc.", "F1 (true task)", "R (true task)",
+              "F1 (predicted task)", "F1 final teacher", "attention on key-step regions", "seeds"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, prefix in rows:
+        cells = [
+            _sspl_cell(res, prefix, lambda r: r.get("task_accuracy")),
+            _sspl_cell(res, prefix, lambda r: r["models"]["sspl,true_task"]["f1"]),
+            _sspl_cell(res, prefix, lambda r: r["models"]["sspl,true_task"]["recall"]),
+            _sspl_cell(res, prefix, lambda r: r["models"]["sspl,predicted_task"]["f1"]),
+            _sspl_cell(res, prefix, lambda r: r["models"]["teacher_final"]["f1"]),
+            _sspl_cell(res, prefix, lambda r: r.get("attention_on_evidence")),
+            str(_sspl_seeds(res, prefix)),
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return _command(data) + "\n".join(lines) + "\n"
+
+
 RENDERERS = {
     "cpa_sv": ("cpa_sv", render_cpa_sv),
     "cpa_ksweep": ("cpa_sv", render_cpa_ksweep),
@@ -260,6 +338,8 @@ RENDERERS = {
     "lrprop_synthetic": ("lrprop", render_lrprop_synthetic),
     "weaksvr_sv": ("weaksvr", render_weaksvr_sv),
     "weaksvr_matching": ("weaksvr", render_weaksvr_matching),
+    "sspl_table1": ("sspl", render_sspl_table1),
+    "sspl_ablations": ("sspl", render_sspl_ablations),
 }
 
 

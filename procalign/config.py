@@ -205,7 +205,8 @@ class OptimConfig:
     """The optimiser and its schedule (one per trained model).
 
     Attributes:
-        name: ``"adamw"`` (decoupled weight decay) or ``"adam"`` (L2 in the gradient).
+        name: ``"adamw"`` (decoupled weight decay), ``"adam"`` (L2 in the gradient) or
+            ``"rmsprop"`` (torch defaults, L2 in the gradient).
         lr, weight_decay: its settings.
         schedule: ``"cosine"`` (linear warm-up for ``warmup`` epochs, then cosine decay to 0 at
             the last epoch) or ``"constant"``.
@@ -253,7 +254,7 @@ class TrainConfig:
 #: Keys that say how a run is executed, not what it computes: a rerun may change them.
 RUNTIME_KEYS = ("train.threads", "train.device", "train.stop_after_epoch")
 
-OPTIMIZERS = ("adamw", "adam")
+OPTIMIZERS = ("adamw", "adam", "rmsprop")
 SCHEDULES = ("cosine", "constant")
 
 

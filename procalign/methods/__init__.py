@@ -16,7 +16,12 @@ from procalign._registry import Registry
 METHODS: Registry = Registry("method")
 
 #: Modules that register recipes; imported on first use so ``procalign --help`` stays fast.
-_RECIPE_MODULES = ("procalign.methods.cpa", "procalign.methods.lrprop", "procalign.methods.weaksvr")
+_RECIPE_MODULES = (
+    "procalign.methods.cpa",
+    "procalign.methods.lrprop",
+    "procalign.methods.weaksvr",
+    "procalign.methods.sspl",
+)
 #: Method names, known without importing torch (each module registers the name it ends with).
 METHOD_NAMES = tuple(m.rsplit(".", 1)[1] for m in _RECIPE_MODULES)
 

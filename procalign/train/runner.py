@@ -125,6 +125,8 @@ class RunFolder:
 
 
 def _optimizer(model: torch.nn.Module, optim: Any) -> torch.optim.Optimizer:
+    if optim.name == "rmsprop":
+        return torch.optim.RMSprop(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
     cls = torch.optim.AdamW if optim.name == "adamw" else torch.optim.Adam
     return cls(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
 

@@ -65,6 +65,14 @@ TINY = {
         "eval.candidates=2",
         "eval.topk=[1]",
     ],
+    "sspl": [
+        SYNTH,
+        "data.dataset=synthetic",
+        "model.num_states=6",
+        "model.hidden=8",
+        "teacher.k=3",
+        "teacher.kmeans_iter=5",
+    ],
 }
 
 

@@ -86,9 +86,19 @@ def _build(cls: type[C], data: dict[str, Any], prefix: str = "") -> C:
             f"known under {prefix or 'top level'}: {', '.join(sorted(types_))}"
         )
     kwargs = {}
+    defaults = {f.name: f for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else {}
     for name, tp in types_.items():
-        if name in data:
-            kwargs[name] = _coerce(data[name], tp, prefix + name)
+        if name not in data:
+            continue
+        value = data[name]
+        f = defaults.get(name)
+        # a partly given section starts from *this* class's default for it (a recipe's own
+        # optimiser / training defaults), not from the section class's generic defaults
+        if isinstance(value, dict) and f is not None and f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+            if dataclasses.is_dataclass(default):
+                value = _merge(dataclasses.asdict(default), value)
+        kwargs[name] = _coerce(value, tp, prefix + name)
     return cls(**kwargs)
 
 

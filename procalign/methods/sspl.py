@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 import procalign.data.synthetic_regions  # noqa: F401  (registers the region sources)
@@ -526,6 +527,13 @@ class SSPLRecipe(Recipe):
         labels = key_steps_of(p.scores, _task_states(model, tasks.index(use)), cfg.eval.background)
         return {"predicted_task": pred, "task_probability": float(p.probs.max()), "task": use,
                 "labels": labels, "spans": spans(labels)}
+
+    @torch.no_grad()
+    def report_frames(self, cfg: SSPLConfig, models, info, x: np.ndarray) -> np.ndarray:
+        """The attention features f_t (Eq. 1) of every frame."""
+        model = models[""]
+        model.eval()
+        return model.features([x])[0]
 
     def verify(self, cfg: SSPLConfig, models, info, a, b, threshold, **_) -> dict[str, Any]:
         """Euclidean distance between the two videos' task probability vectors."""

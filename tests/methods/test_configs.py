@@ -25,3 +25,17 @@ def test_config_loads_and_validates(path, monkeypatch):
     recipe = load_recipes().build(path.name.split("_")[0])
     cfg = load_config(recipe.config_cls, str(path), [])
     recipe.validate(cfg)
+
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_overriding_one_key_keeps_the_recipes_own_section_defaults(name):
+    """``train.epochs=5`` alone must not reset a recipe's other train / optim defaults to the
+    shared section classes' generic ones (it did: WeakSVR's batch 32 became 16)."""
+    import dataclasses
+
+    recipe = load_recipes().build(name)
+    base = load_config(recipe.config_cls, None, [])
+    for section, key, value in (("train", "epochs", 5), ("optim", "lr", 0.123)):
+        cfg = load_config(recipe.config_cls, None, [f"{section}.{key}={value}"])
+        got, want = getattr(cfg, section), dataclasses.replace(getattr(base, section), **{key: value})
+        assert got == want, (section, got, want)

@@ -38,6 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top", type=int, default=3, help="how many disagreeing steps to list")
     p.add_argument("--json", default=None, help="write the full result as JSON")
     p.add_argument("--plot", default=None, help="PNG of the relational matrix with mined steps")
+    p.add_argument("--html", default=None,
+                   help="a self-contained HTML page of the pair: verdict, alignment, steps")
     p.set_defaults(func=run)
 
 
@@ -138,6 +140,12 @@ def run(args: argparse.Namespace) -> int:
         plot_alignment(r["sim"], None, r["bounds_a"], r["bounds_b"], out=args.plot,
                        title=f"{name_a} vs {name_b}: distance {r['distance']:.4f}")
         print(f"plot: {args.plot}")
+    if args.html:
+        from procalign.viz.report import verify_page
+
+        page = verify_page(recipe, cfg, models, meta, a, b, name_a, name_b, r, threshold,
+                           args.html, source)
+        print(f"html: {page}")
     if args.json:
         out = {k: v for k, v in r.items() if k not in ("sim", "bounds_a", "bounds_b")}
         out.update(a=str(args.a), b=str(args.b), run=str(args.run), threshold_source=source,

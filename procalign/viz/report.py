@@ -165,38 +165,42 @@ def roc_figure(dist: np.ndarray, same: np.ndarray, threshold: float | None) -> s
 
 
 def pair_figure(recipe, cfg, models, info, data, pair, dist: float, threshold: float | None) -> str:
-    """Similarity matrix + DTW path (+ CPA's mined blocks and frame-to-step probabilities)."""
+    """A test pair of the run's data: see :func:`pair_view`."""
+    a, b = data.get(pair.video_id_1), data.get(pair.video_id_2)
+    truth = "same procedure" if pair.same else "different procedures"
+    return pair_view(recipe, cfg, models, info, np.asarray(a.features), np.asarray(b.features),
+                     a.video_id, b.video_id, dist, threshold, truth)[0]
+
+
+def pair_view(recipe, cfg, models, info, xa: np.ndarray, xb: np.ndarray, name_a: str,
+              name_b: str, dist: float, threshold: float | None, truth: str | None = None):
+    """(figure HTML, CPA's verify result or None): similarity matrix of the frame embeddings
+    with the DTW path, and for CPA the mined step blocks and the frame-to-step probabilities."""
     import torch
 
     from procalign import dp
     from procalign.viz.alignment import plot_alignment, pyplot
 
-    a, b = data.get(pair.video_id_1), data.get(pair.video_id_2)
-    ea = recipe.report_frames(cfg, models, info, np.asarray(a.features))
-    eb = recipe.report_frames(cfg, models, info, np.asarray(b.features))
+    ea = recipe.report_frames(cfg, models, info, xa)
+    eb = recipe.report_frames(cfg, models, info, xb)
     na = ea / np.maximum(np.linalg.norm(ea, axis=1, keepdims=True), 1e-12)
     nb = eb / np.maximum(np.linalg.norm(eb, axis=1, keepdims=True), 1e-12)
     sim = na @ nb.T
-    path = dp.dtw(torch.from_numpy(1.0 - sim)[None].double()).path[0].numpy()
-    bounds_a = bounds_b = None
+    bounds_a = bounds_b = r = None
     extra = ""
     if recipe.name == "cpa":
-        r = recipe.verify(cfg, models, info, np.asarray(a.features), np.asarray(b.features),
-                          threshold)
+        r = recipe.verify(cfg, models, info, xa, xb, threshold)
         bounds_a, bounds_b, sim = r["bounds_a"], r["bounds_b"], r["sim"]
-        path = dp.dtw(torch.from_numpy(1.0 - sim)[None].double()).path[0].numpy()
-        worst = r["most_disagreeing"][:2]
-        extra = f"; steps that disagree most: {worst}"
+        extra = f"; steps that disagree most: {r['most_disagreeing'][:2]}"
+    path = dp.dtw(torch.from_numpy(1.0 - np.asarray(sim, np.float64))[None]).path[0].numpy()
     verdict = "" if threshold is None else ("same" if dist <= threshold else "different")
-    truth = "same procedure" if pair.same else "different procedures"
-    title = f"{a.video_id} vs {b.video_id}"
-    fig = plot_alignment(sim, path, bounds_a, bounds_b, None, title[:60])
+    fig = plot_alignment(sim, path, bounds_a, bounds_b, None, f"{name_a} vs {name_b}"[:60])
     imgs = [_png(fig)]
     if bounds_b is not None:  # CPA: frame-to-step posterior of A over B's mined steps
-        Fb = torch.from_numpy(sim)
+        Fb = torch.from_numpy(np.asarray(sim, np.float64))
         K = len(bounds_b) - 1
         steps = torch.stack([Fb[:, bounds_b[k]:bounds_b[k + 1]].mean(1) for k in range(K)], 1)
-        post = dp.step_marginals(torch.log_softmax(steps * 10.0, -1)[None].double())[0].numpy()
+        post = dp.step_marginals(torch.log_softmax(steps * 10.0, -1)[None])[0].numpy()
         plt = pyplot()
         f2, ax = plt.subplots(figsize=(5, 3))
         ax.imshow(post.T, aspect="auto", cmap="magma", interpolation="nearest")
@@ -207,10 +211,43 @@ def pair_figure(recipe, cfg, models, info, data, pair, dist: float, threshold: f
         imgs.append(_png(f2))
         extra += "; below: frame-to-step probabilities of A over B's mined steps"
     cls = "verdict-same" if verdict == "same" else "verdict-diff"
-    cap = (f"distance {dist:.4f}; truth: {truth}" + (f"; verdict: {verdict}" if verdict else "")
-           + extra)
+    cap = (f"distance {dist:.4f}" + (f"; truth: {truth}" if truth else "")
+           + (f"; verdict: {verdict}" if verdict else "") + extra)
     head = f'<p class="{cls}">{html.escape(verdict.upper() or "no threshold")}</p>'
-    return "<figure>" + head + "".join(imgs) + f"<figcaption>{html.escape(cap)}</figcaption></figure>"
+    page = "<figure>" + head + "".join(imgs) + f"<figcaption>{html.escape(cap)}</figcaption></figure>"
+    return page, r
+
+
+def verify_page(recipe, cfg, models, info, xa, xb, name_a: str, name_b: str, result: dict,
+                threshold: float | None, out: str | Path, source: str = "") -> Path:
+    """The report page of one verified pair: verdict, distance, alignment figures and (CPA) the
+    mined steps, the most disagreeing ones highlighted."""
+    fig, r = pair_view(recipe, cfg, models, info, xa, xb, name_a, name_b,
+                       float(result["distance"]), threshold)
+    parts = [fig]
+    steps = (r or result).get("steps") if (r or result) else None
+    if steps:
+        worst = set((r or result)["most_disagreeing"][:3])
+        rows = []
+        for st in steps:
+            style = ' style="background:#ffe0e0"' if st["step"] in worst else ""
+            rows.append(f"<tr{style}><td>{st['step']}</td><td>{html.escape(str(st['source_frames_a']))}"
+                        f"</td><td>{html.escape(str(st['source_frames_b']))}</td>"
+                        f'<td class="num">{st["cost"]:.3f}</td><td class="num">{st["cosine"]:.3f}</td></tr>')
+        parts.append("<table><tr><th>step</th><th>frames of A</th><th>frames of B</th><th>cost</th>"
+                     "<th>cosine</th></tr>" + "".join(rows) + "</table>"
+                     "<p>highlighted: the three steps that disagree most</p>")
+    verdict = result.get("same")
+    word = "no threshold" if verdict is None else ("SAME procedure" if verdict else "DIFFERENT procedures")
+    summary = (f"method <b>{html.escape(recipe.name)}</b>; distance {float(result['distance']):.5f}; "
+               f"decision: <b>{html.escape(word)}</b>"
+               + (f" (threshold {threshold:.5f} from {html.escape(source)})" if threshold is not None else ""))
+    page = PAGE.substitute(title=html.escape(f"{name_a} vs {name_b}"), summary=summary,
+                           warnings="", sections=_section("Alignment", "\n".join(parts)))
+    from procalign._io import atomic_write_text
+
+    atomic_write_text(Path(out), page)
+    return Path(out)
 
 
 def tsne_figure(recipe, cfg, models, info, videos, which: str = "test") -> str | None:

@@ -96,3 +96,26 @@ def test_report_renders_in_headless_chromium_without_errors(runs, tmp_path):
 
     pixels = np.asarray(Image.open(shot).convert("L"))
     assert pixels.shape == (2400, 1200) and pixels.std() > 10  # a page was drawn, not blank
+
+
+@pytest.mark.parametrize("name", ["cpa", "weaksvr"])
+def test_verify_html_page_for_one_pair(runs, name, tmp_path, capsys):
+    recipe = load_recipes().build(name)
+    from procalign.train.runner import load_run
+
+    cfg, _, _ = load_run(recipe, runs[name])
+    data = recipe.load_data(cfg, None, False)
+    a, b = data.split("test")[:2]
+    np.save(tmp_path / "a.npy", np.asarray(a.features))
+    np.save(tmp_path / "b.npy", np.asarray(b.features))
+    out = tmp_path / "pair.html"
+    with compute(1):
+        assert main(["verify", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "--run",
+                     str(runs[name]), "--html", str(out)]) == 0
+    assert f"html: {out}" in capsys.readouterr().out
+    page = out.read_text()
+    assert not EXTERNAL.search(page)
+    assert ("SAME procedure" in page) or ("DIFFERENT procedures" in page)
+    assert all(im.std() > 5 for im in _images(page)) and page.count("<img") >= 1
+    if name == "cpa":  # the mined steps, the most disagreeing highlighted
+        assert page.count('style="background:#ffe0e0"') == min(3, cfg.model.steps)

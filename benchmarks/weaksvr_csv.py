@@ -17,7 +17,8 @@ from the test split). Variants (``configs/weaksvr_<dataset>.yaml`` plus):
   text-to-mean-pooled-video baseline), and the untrained inputs (``raw_video_l2``,
   ``raw_pyramid_l2`` rows of every run);
 * our departures: ``eq3`` (the paragraph as Eq. 3: the sentence encoder over the joined steps,
-  instead of position-bound sentences) and ``no_center`` (no per-clip centring).
+  instead of position-bound sentences), ``eq3_none`` (the same without L_fine: does L_fine help
+  when the paragraph is blind to order?) and ``no_center`` (no per-clip centring).
 
 ``--cpa`` also trains CPA (configs/cpa_<dataset>.yaml) on the *same* simulated frames (text
 prototypes on) and scores it on the same pairs. Data: ``csv`` keeps CSV's real label bank,
@@ -53,6 +54,7 @@ VARIANTS = {
     "cls_only": ["model.classify=true", "loss.coarse=0", "loss.pseudo_labels=none"],
     "pool": ["model.video_head=mean", "loss.pseudo_labels=none"],
     "eq3": ["model.paragraph=text"],
+    "eq3_none": ["model.paragraph=text", "loss.pseudo_labels=none"],
     "no_center": ["model.center=false"],
 }
 DEFAULT_VARIANTS = tuple(VARIANTS)

@@ -142,6 +142,12 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def check_choice(value: Any, name: str, options: Any) -> None:
+    """Raise ValueError naming the key ``name`` when ``value`` is not one of ``options``."""
+    if value not in options:
+        raise ValueError(f"{name} must be one of {list(options)}, got {value!r}")
+
+
 def load_config(cls: type[C], path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> C:
     """Build ``cls`` from an optional YAML file and ``key=value`` overrides (overrides win)."""
     data: dict[str, Any] = {}

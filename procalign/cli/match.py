@@ -38,13 +38,9 @@ def parse_steps(text: str) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from procalign.cli.verify import load_input
-    from procalign.methods import load_recipes
-    from procalign.train.runner import RunFolder, load_run
+    from procalign.train.runner import load_run, recipe_of_run
 
-    meta = RunFolder(args.run).meta()
-    if meta is None:
-        raise FileNotFoundError(f"{args.run} is not a run folder (no meta.json)")
-    recipe = load_recipes().build(meta.get("method", "cpa"))
+    recipe = recipe_of_run(args.run)
     if not hasattr(recipe, "match"):
         raise ValueError(
             f"{args.run} is a {recipe.name} run; text-to-video matching needs a method with a "

@@ -32,13 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from procalign.methods import load_recipes
-    from procalign.train.runner import RunFolder, load_run
+    from procalign.train.runner import load_run, recipe_of_run
 
-    meta = RunFolder(args.run).meta()
-    if meta is None:
-        raise FileNotFoundError(f"{args.run} is not a run folder (no meta.json)")
-    recipe = load_recipes().build(meta.get("method", ""))
+    recipe = recipe_of_run(args.run)
     if not hasattr(recipe, "key_steps"):
         raise ValueError(f"{args.run} is a {recipe.name!r} run; `steps` needs a procedure-learning run (sspl)")
     cfg, meta, models = load_run(recipe, args.run)

@@ -89,13 +89,9 @@ def load_input(path: str, cfg, in_dim: int, frames: bool = False):
 
 
 def run(args: argparse.Namespace) -> int:
-    from procalign.methods import load_recipes
-    from procalign.train.runner import RunFolder, load_run
+    from procalign.train.runner import load_run, recipe_of_run
 
-    meta = RunFolder(args.run).meta()
-    if meta is None:
-        raise FileNotFoundError(f"{args.run} is not a run folder (no meta.json)")
-    recipe = load_recipes().build(meta.get("method", "cpa"))
+    recipe = recipe_of_run(args.run)
     cfg, meta, models = load_run(recipe, args.run)
     frames = any(getattr(getattr(m, "encoder", None), "input_kind", "") == "frames" for m in models.values())
     threshold, source = args.threshold, "--threshold"

@@ -23,7 +23,7 @@ Defaults follow ``methods-notes.md``; every choice is a config field (see :class
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from procalign.config import OptimConfig, TrainConfig
+from procalign.config import check_choice as _choice
 from procalign.data import featureset as fset
 from procalign.eval import protocols as P
 from procalign.losses import cpa as L
@@ -167,9 +168,6 @@ class CPAConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
-def _choice(value: Any, name: str, options: Sequence[Any]) -> None:
-    if value not in options:
-        raise ValueError(f"{name} must be one of {list(options)}, got {value!r}")
 
 
 def build_model(cfg: CPAConfig, in_dim: int, num_classes: int) -> CPAModel:

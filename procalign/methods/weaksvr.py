@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from procalign.config import OptimConfig, TrainConfig
+from procalign.config import check_choice as _choice
 from procalign.data import featureset as fset
 from procalign.eval import protocols as P
 from procalign.losses import weaksvr as L
@@ -168,9 +169,6 @@ class WeakSVRConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
-def _choice(value: Any, name: str, options: Sequence[Any]) -> None:
-    if value not in options:
-        raise ValueError(f"{name} must be one of {list(options)}, got {value!r}")
 
 
 # ----------------------------------------------------------------------------- text

@@ -294,6 +294,16 @@ def load_run(
     return config, meta, models
 
 
+def recipe_of_run(run_dir: str | Path):
+    """The registered recipe of the method that trained ``run_dir`` (named in its meta.json)."""
+    from procalign.methods import load_recipes
+
+    meta = RunFolder(run_dir).meta()
+    if meta is None:
+        raise FileNotFoundError(f"{run_dir} is not a run folder (no meta.json)")
+    return load_recipes().build(meta.get("method", "cpa"))
+
+
 def evaluate_run(
     recipe: Any,
     run_dir: str | Path,

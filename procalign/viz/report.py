@@ -282,17 +282,13 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, pairs: int 
                  data: Any = None, progress: bool = False) -> Path:
     """Write the HTML report of a finished run; returns its path (default ``RUN/report.html``)."""
     from procalign.eval import protocols as P
-    from procalign.methods import load_recipes
-    from procalign.train.runner import RunFolder, evaluate_run, load_run
+    from procalign.train.runner import evaluate_run, load_run, recipe_of_run
 
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
-    meta = RunFolder(run_dir).meta()
-    if meta is None:
-        raise FileNotFoundError(f"{run_dir} is not a run folder (no meta.json)")
     if pairs < 0:
         raise ValueError(f"--pairs must be >= 0, got {pairs}")
-    recipe = load_recipes().build(meta.get("method", "cpa"))
+    recipe = recipe_of_run(run_dir)
     cfg, meta, models = load_run(recipe, run_dir)
     data = data if data is not None else recipe.load_data(cfg, run_dir, progress)
     ev_path = run_dir / "eval.json"

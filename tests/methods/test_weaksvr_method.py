@@ -5,7 +5,6 @@ clear errors."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -195,14 +194,11 @@ def test_cli_match_ranks_videos_and_refuses_other_methods(tmp_path, capsys):
 
 
 @pytest.mark.realdata
-def test_csv_matching_queries_come_from_the_real_file():
-    root = os.environ.get("PROCALIGN_DATA")
-    if not root:
-        pytest.fail("PROCALIGN_DATA is not set (point it at ../shared/data)")
+def test_csv_matching_queries_come_from_the_real_file(real_data):
     recipe = _recipe()
     cfg = load_config(recipe.config_cls, str(Path(__file__).parents[2] / "configs" / "weaksvr_csv.yaml"),
                       ["data.synthetic={num_frames: 24, dim: 8, seed: 0}",
-                       "model.text_encoder=hashing"])
+                       "model.text_encoder=hashing", f"data.root={real_data / 'svip' / 'CSV'}"])
     data = recipe.load_data(cfg, None, False)
     queries, source, notes = W.matching_queries(cfg, data)
     assert "text_matching.txt" in source and len(queries) == 798

@@ -173,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{ds} {variant} seed {seed}: AUC "
                       + ", ".join(f"{k} {v:.3f}" for k, v in r["auc"].items())
                       + (f" | matching acc {m['accuracy']:.3f} auc {m['auc']:.3f}" if m else "")
-                      + f" | {r['seconds_per_epoch']:.2f} s/epoch, {r['peak_rss_mb']:.0f} MB",
+                      + f" | {r['seconds_per_epoch']:.2f} s/epoch"
+                      + (f", {r['peak_rss_mb']:.0f} MB" if r.get("peak_rss_mb") else ""),
                       flush=True)
     import torch
 

@@ -139,8 +139,16 @@ def run(args: argparse.Namespace) -> int:
     if args.html:
         from procalign.viz.report import verify_page
 
+        frames = None
+        if all(is_video_input(Path(p)) for p in (args.a, args.b)) and a.ndim == 2:
+            from procalign.data.sampling import SamplingPolicy
+            from procalign.data.video import ResizePolicy, read_video
+
+            fa, fb = (read_video(p, SamplingPolicy(mode="all"), ResizePolicy("fixed", 64, None)).frames[0]
+                      for p in (args.a, args.b))  # every frame, as the features were encoded
+            frames = (fa, fb) if (len(fa), len(fb)) == (len(a), len(b)) else None
         page = verify_page(recipe, cfg, models, meta, a, b, name_a, name_b, r, threshold,
-                           args.html, source)
+                           args.html, source, frames)
         print(f"html: {page}")
     if args.json:
         out = {k: v for k, v in r.items() if k not in ("sim", "bounds_a", "bounds_b")}

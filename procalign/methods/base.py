@@ -146,3 +146,7 @@ class Recipe:
     ) -> np.ndarray:
         """(L, D_in) inputs -> (T', D) frame embeddings the report draws similarity matrices of."""
         raise NotImplementedError
+
+    def report_rows(self, config: Any, length: int) -> np.ndarray:
+        """(T',) the input rows (of L) that :meth:`report_frames` embeds, in order."""
+        return np.arange(length)

@@ -410,6 +410,14 @@ class CPARecipe(Recipe):
         return P.clip_distances(lambda i: data.get(i).features, pairs, _embed(model),
                                 lambda x, y: model.distance(x, y), **_clip_args(cfg))
 
+    def report_rows(self, cfg: CPAConfig, length: int) -> np.ndarray:
+        """The centre clip's T segment indices (what :meth:`report_frames` embeds)."""
+        from procalign.data.sampling import segment_indices
+
+        d = cfg.data
+        c = int(np.argmin(np.abs(np.asarray(d.clip_offsets) - 0.5)))
+        return segment_indices(length, d.num_frames, d.clip_offsets[c], boundaries=d.boundaries)
+
     @torch.no_grad()
     def report_frames(self, cfg: CPAConfig, models, info, x: np.ndarray) -> np.ndarray:
         """The centre SVIP clip's T frame embeddings."""

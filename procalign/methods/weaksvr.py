@@ -593,6 +593,14 @@ class WeakSVRRecipe(Recipe):
         return P.clip_distances(lambda i: data.get(i).features, pairs, _video_embed(models[""]),
                                 _v_distance, **_clip_args(cfg))
 
+    def report_rows(self, cfg: WeakSVRConfig, length: int) -> np.ndarray:
+        """The centre clip's T segment indices (what :meth:`report_frames` embeds)."""
+        from procalign.data.sampling import segment_indices
+
+        d = cfg.data
+        c = int(np.argmin(np.abs(np.asarray(d.clip_offsets) - 0.5)))
+        return segment_indices(length, d.num_frames, d.clip_offsets[c], boundaries=d.boundaries)
+
     @torch.no_grad()
     def report_frames(self, cfg: WeakSVRConfig, models, info, x: np.ndarray) -> np.ndarray:
         """The centre clip's N frame embeddings (the fine loss's frame side)."""

@@ -8,7 +8,9 @@ from the network, so it opens from disk anywhere) with
 * for methods that verify pairs: the ROC curve of the test pairs with the run's threshold, and,
   for the N most and the N least confident pairs, the similarity matrix of their frame
   embeddings with the DTW path and, for CPA, the mined step blocks and the frame-to-step
-  probabilities (``dp.step_marginals``);
+  probabilities (``dp.step_marginals``); when the source videos exist (features made by
+  ``procalign extract``, whose manifest names each video and its sampling), thumbnails of the
+  matched frames side by side, step by step (CPA) or along the DTW path;
 * a t-SNE (scikit-learn) of the test videos' embeddings coloured by procedure.
 
 The page checks itself when opened: a script counts the figures that decoded and records any
@@ -168,12 +170,15 @@ def pair_figure(recipe, cfg, models, info, data, pair, dist: float, threshold: f
     """A test pair of the run's data: see :func:`pair_view`."""
     a, b = data.get(pair.video_id_1), data.get(pair.video_id_2)
     truth = "same procedure" if pair.same else "different procedures"
+    frames = (source_frames(a), source_frames(b))
     return pair_view(recipe, cfg, models, info, np.asarray(a.features), np.asarray(b.features),
-                     a.video_id, b.video_id, dist, threshold, truth)[0]
+                     a.video_id, b.video_id, dist, threshold, truth,
+                     frames if all(f is not None for f in frames) else None)[0]
 
 
 def pair_view(recipe, cfg, models, info, xa: np.ndarray, xb: np.ndarray, name_a: str,
-              name_b: str, dist: float, threshold: float | None, truth: str | None = None):
+              name_b: str, dist: float, threshold: float | None, truth: str | None = None,
+              frames: tuple[np.ndarray, np.ndarray] | None = None):
     """(figure HTML, CPA's verify result or None): similarity matrix of the frame embeddings
     with the DTW path, and for CPA the mined step blocks and the frame-to-step probabilities."""
     import torch
@@ -210,6 +215,21 @@ def pair_view(recipe, cfg, models, info, xa: np.ndarray, xb: np.ndarray, name_a:
         f2.tight_layout()
         imgs.append(_png(f2))
         extra += "; below: frame-to-step probabilities of A over B's mined steps"
+    if frames is not None:  # aligned source frames, step by step (CPA) or along the DTW path
+        rows_a = recipe.report_rows(cfg, len(xa))
+        rows_b = recipe.report_rows(cfg, len(xb))
+        if bounds_a is not None:
+            mid = [((bounds_a[k] + bounds_a[k + 1] - 1) // 2, (bounds_b[k] + bounds_b[k + 1] - 1) // 2)
+                   for k in range(len(bounds_a) - 1)]
+            labels = [f"step {k + 1}" for k in range(len(mid))]
+        else:
+            cells = np.argwhere(path > 0)
+            pick = np.linspace(0, len(cells) - 1, min(8, len(cells))).round().astype(int)
+            mid = [tuple(cells[p]) for p in pick]
+            labels = [f"match {c + 1}" for c in range(len(mid))]
+        matches = [(int(rows_a[i]), int(rows_b[j])) for i, j in mid]
+        imgs.append(frame_strip(frames[0], frames[1], matches, labels, name_a, name_b))
+        extra += "; aligned source frames (A above B)"
     cls = "verdict-same" if verdict == "same" else "verdict-diff"
     cap = (f"distance {dist:.4f}" + (f"; truth: {truth}" if truth else "")
            + (f"; verdict: {verdict}" if verdict else "") + extra)
@@ -219,11 +239,12 @@ def pair_view(recipe, cfg, models, info, xa: np.ndarray, xb: np.ndarray, name_a:
 
 
 def verify_page(recipe, cfg, models, info, xa, xb, name_a: str, name_b: str, result: dict,
-                threshold: float | None, out: str | Path, source: str = "") -> Path:
+                threshold: float | None, out: str | Path, source: str = "",
+                frames: tuple[np.ndarray, np.ndarray] | None = None) -> Path:
     """The report page of one verified pair: verdict, distance, alignment figures and (CPA) the
     mined steps, the most disagreeing ones highlighted."""
     fig, r = pair_view(recipe, cfg, models, info, xa, xb, name_a, name_b,
-                       float(result["distance"]), threshold)
+                       float(result["distance"]), threshold, frames=frames)
     parts = [fig]
     steps = (r or result).get("steps") if (r or result) else None
     if steps:
@@ -248,6 +269,60 @@ def verify_page(recipe, cfg, models, info, xa, xb, name_a: str, name_b: str, res
 
     atomic_write_text(Path(out), page)
     return Path(out)
+
+
+def source_frames(video, size: int = 64) -> np.ndarray | None:
+    """(L, H, W, 3) uint8 frames matching ``video``'s feature rows one to one, or None.
+
+    Found through the extraction manifest beside its feature file (``procalign extract``
+    records each video's source file and sampling policy): the source is decoded again with the
+    same policy, so row i of the features and frame i here are the same moment."""
+    from procalign.data.features import read_manifest
+    from procalign.data.sampling import SamplingPolicy
+    from procalign.data.video import ResizePolicy, read_video
+
+    path = getattr(video, "path", None)
+    if path is None:
+        return None
+    for folder in (Path(path).parent, Path(path).parent.parent):
+        try:
+            manifest = read_manifest(folder)
+        except (FileNotFoundError, ValueError):
+            continue
+        entry = manifest.get("videos", {}).get(video.video_id)
+        if not entry or not Path(entry.get("source", "")).exists():
+            return None
+        policy = entry.get("policy") or {}
+        sampling = SamplingPolicy(**(policy.get("sampling") or {"mode": "all"}))
+        try:
+            frames = read_video(entry["source"], sampling, ResizePolicy("fixed", size, None)).frames[0]
+        except Exception:  # a source that moved or changed: the report goes on without strips
+            return None
+        return frames if len(frames) == len(video.features) else None
+    return None
+
+
+def frame_strip(fa: np.ndarray, fb: np.ndarray, matches: list[tuple[int, int]], labels: list[str],
+                name_a: str, name_b: str) -> str:
+    """Thumbnails of matched frames, A above B, one column per match."""
+    from procalign.viz.alignment import pyplot
+
+    plt = pyplot()
+    n = len(matches)
+    fig, axes = plt.subplots(2, n, figsize=(1.3 * n + 0.6, 3.0), squeeze=False)
+    for c, ((i, j), lab) in enumerate(zip(matches, labels)):
+        for r, (frames, k) in enumerate(((fa, i), (fb, j))):
+            ax = axes[r, c]
+            ax.imshow(frames[k])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(lab, fontsize=7)
+            ax.set_xlabel(f"frame {k}", fontsize=6)
+    axes[0, 0].set_ylabel(name_a[:14], fontsize=7)
+    axes[1, 0].set_ylabel(name_b[:14], fontsize=7)
+    fig.tight_layout()
+    return _png(fig)
 
 
 def tsne_figure(recipe, cfg, models, info, videos, which: str = "test") -> str | None:

@@ -119,3 +119,46 @@ def test_verify_html_page_for_one_pair(runs, name, tmp_path, capsys):
     assert all(im.std() > 5 for im in _images(page)) and page.count("<img") >= 1
     if name == "cpa":  # the mined steps, the most disagreeing highlighted
         assert page.count('style="background:#ffe0e0"') == min(3, cfg.model.steps)
+
+
+def test_report_shows_aligned_source_frames_when_the_videos_exist(tmp_path, capsys):
+    """Folder of rendered mp4s -> `procalign extract` -> CPA run on the features -> the report's
+    pairs carry thumbnail strips of the matched source frames, step by step."""
+    import csv
+
+    from procalign.data.render import render_video
+    from procalign.data.synthetic import make_dataset
+
+    ds = make_dataset(num_tasks=1, procedures_per_task=2, videos_per_procedure=5, num_frames=20,
+                      dim=8, steps_per_procedure=3, seed=0, test_fraction=0.4)
+    data = tmp_path / "data"
+    (data / "videos").mkdir(parents=True)
+    with (data / "index.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["video_id", "label", "split", "steps"])
+        for v in ds.videos:
+            render_video(data / "videos" / f"{v.video_id}.mp4", v.step_ids, v.step_progress,
+                         size=32, seed=1)
+            w.writerow([v.video_id, v.record.label, v.record.split, ";".join(v.record.steps)])
+    with compute(1):
+        assert main(["extract", str(data), str(tmp_path / "feats"), "--encoder", "tiny_cnn",
+                     "--encoder-arg", "dim=8", "--encoder-arg", "width=4", "--encoder-arg",
+                     "seed=0", "--all-frames", "--size", "32", "--resize", "fixed",
+                     "--no-progress"]) == 0
+        recipe = load_recipes().build("cpa")
+        over = [o for o in TINY["cpa"] if not o.startswith("data.synthetic")]
+        cfg = load_config(recipe.config_cls, None, [
+            *over, "data.dataset=folder", f"data.root={data}",
+            f"data.features_dir={tmp_path / 'feats' / 'features'}", "train.epochs=1",
+            "data.video_encoder=tiny_cnn", "data.video_encoder_args={dim: 8, width: 4, seed: 0}"])
+        train_run(recipe, cfg, tmp_path / "run", progress=False)
+        page = build_report(tmp_path / "run", pairs=1).read_text()
+    assert "aligned source frames" in page
+    assert all(im.std() > 5 for im in _images(page))
+    # and `verify --html` on the two videos themselves
+    a, b = sorted((data / "videos").glob("*.mp4"))[:2]
+    with compute(1):
+        assert main(["verify", str(a), str(b), "--run", str(tmp_path / "run"),
+                     "--html", str(tmp_path / "pair.html")]) == 0
+    assert "aligned source frames" in (tmp_path / "pair.html").read_text()
+    capsys.readouterr()

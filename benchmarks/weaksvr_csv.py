@@ -10,7 +10,8 @@ l2-normalised video embeddings; CSV: the 1000 official test pairs) and text-to-v
 from the test split). Variants (``configs/weaksvr_<dataset>.yaml`` plus):
 
 * Table 6 (no classification): ``sort`` (the config as shipped), ``viterbi``, ``split``,
-  ``none`` (L_coarse only, i.e. TE + MLP);
+  ``none`` (L_coarse only, i.e. TE + MLP); ``sort_sim``: sort with the cross-entropies of
+  L_fine over the scaled similarities instead of the straight-through one-hot samples;
 * Table 5 (with classification, "w CLS"): ``cls_both``, ``cls_fine`` (no L_coarse),
   ``cls_coarse`` (no L_fine), ``cls_only`` (neither: no text at all);
 * Table 1 / 3 baselines: ``pool`` (mean-pooled frame tokens + linear, L_coarse only: the
@@ -47,6 +48,7 @@ VARIANTS = {
     "sort": [],
     "viterbi": ["loss.pseudo_labels=viterbi"],
     "split": ["loss.pseudo_labels=split"],
+    "sort_sim": ["loss.fine_logits=similarity"],
     "none": ["loss.pseudo_labels=none"],
     "cls_both": ["model.classify=true"],
     "cls_fine": ["model.classify=true", "loss.coarse=0"],
@@ -94,6 +96,8 @@ def _result(report: dict, history: list) -> dict:
         "matching": {r["metric"].removeprefix("matching_"): r["value"] for r in rows
                      if r["metric"].startswith("matching_")},
         "matching_source": report.get("matching", {}).get("source"),
+        "fine": {r["variant"].rsplit(",", 1)[1]: r["value"] for r in rows
+                 if r["metric"] == "fine_step_accuracy"},
         "seconds_per_epoch": statistics.mean(h["seconds"] for h in history),
         "epochs": len(history),
         "wall_seconds": None,
@@ -107,12 +111,14 @@ def _result(report: dict, history: list) -> dict:
 def collected(run_dir: Path) -> dict | None:
     """The result of a finished run folder (bench.json; else rebuilt from eval.json, without
     memory and wall time), or None."""
-    if (run_dir / "bench.json").is_file():
-        return json.loads((run_dir / "bench.json").read_text())
-    if (run_dir / "eval.json").is_file() and (run_dir / "history.json").is_file():
-        return _result(json.loads((run_dir / "eval.json").read_text()),
-                       json.loads((run_dir / "history.json").read_text()))
-    return None
+    if not ((run_dir / "eval.json").is_file() and (run_dir / "history.json").is_file()):
+        return None
+    out = _result(json.loads((run_dir / "eval.json").read_text()),
+                  json.loads((run_dir / "history.json").read_text()))
+    if (run_dir / "bench.json").is_file():  # time and memory of the training process
+        bench = json.loads((run_dir / "bench.json").read_text())
+        out.update(wall_seconds=bench.get("wall_seconds"), peak_rss_mb=bench.get("peak_rss_mb"))
+    return out
 
 
 def launch(method: str, config: str, run_dir: Path, overrides: list[str]) -> dict:
@@ -196,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     path.write_text(json.dumps(saved, indent=1) + "\n")
     print(tables.render("weaksvr_sv"))
     print(tables.render("weaksvr_matching"))
+    print(tables.render("weaksvr_fine"))
     return 0
 
 

@@ -143,6 +143,7 @@ def fine_loss(
     tau: float = 1.0,
     scale: float = 1.0,
     generator: torch.Generator | None = None,
+    logits: str = "gumbel",
 ) -> tuple[Tensor, Tensor]:
     """Eq. 7: L_fine for frames H (B, N, D) and sentences S (B, K, D) with ``num_steps`` (B,) real
     steps; returns (loss, frame pseudo-labels (B, N)).
@@ -153,6 +154,10 @@ def fine_loss(
     pseudo-labels give it (steps given no frame are masked out of this direction). The logits of
     both cross-entropies are the straight-through one-hot predictions (the public code's reading
     of Eq. 7: the loss gradient reaches the similarities through the soft Gumbel sample).
+
+    ``logits="similarity"`` takes the cross-entropies over the scaled similarities themselves
+    (the pseudo-labels still come from the Gumbel sample / Viterbi): a full softmax gradient
+    instead of the straight-through one.
 
     ``pseudo="split"`` (Sec. 5.3) averages the similarities over N/K uniform frame parts into a
     (K, K) matrix whose diagonal is the target, both directions. ``"none"``: zero.
@@ -167,18 +172,23 @@ def fine_loss(
     smask = step_mask(num_steps, K)  # (B, K)
     if pseudo == "none":
         return sim.sum() * 0.0, torch.full((B, N), -1, device=sim.device)
-    logits = scale * sim
+    if logits not in ("gumbel", "similarity"):
+        raise ValueError(f"fine-loss logits must be 'gumbel' or 'similarity', got {logits!r}")
+    scaled = scale * sim
     if pseudo == "split":
-        return _split_loss(logits, num_steps, tau, generator), split_labels(N, num_steps)
-    pred = gumbel_st(logits, tau, smask[:, None, :].expand(B, N, K), generator=generator)
-    labels = sort_labels(pred) if pseudo == "sort" else viterbi_labels(logits, num_steps)
+        return _split_loss(scaled, num_steps, tau, generator), split_labels(N, num_steps)
+    pred = gumbel_st(scaled, tau, smask[:, None, :].expand(B, N, K), generator=generator)
+    labels = sort_labels(pred) if pseudo == "sort" else viterbi_labels(scaled, num_steps)
+    if logits == "similarity":
+        pred = scaled.masked_fill(~smask[:, None, :], float("-inf"))
     f2s = F.cross_entropy(pred.reshape(B * N, K), labels.reshape(-1))
     # steps -> frames: the first frame of each step
     first = torch.full((B, K), N, device=sim.device, dtype=torch.long)
     t = torch.arange(N, device=sim.device).expand(B, N)
     first = first.scatter_reduce(1, labels, t, reduce="amin")
     got = smask & (first < N)
-    pred_t = gumbel_st(logits.transpose(1, 2), tau, generator=generator)  # (B, K, N)
+    pred_t = (scaled.transpose(1, 2) if logits == "similarity"
+              else gumbel_st(scaled.transpose(1, 2), tau, generator=generator))  # (B, K, N)
     s2f = _ce_rows(pred_t.reshape(B * K, N), first.clamp_max(N - 1).reshape(-1), got.reshape(-1))
     return f2s + s2f, labels
 

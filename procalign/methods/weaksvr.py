@@ -109,6 +109,9 @@ class LossConfig:
         fine: lambda_1 of Eq. 13 (not given in the paper; 1.0 weighs both losses alike).
         cls: weight of the classification loss when ``model.classify``.
         pseudo_labels: ``sort`` (Eq. 9), ``viterbi`` (Eqs. 10-12), ``split`` (Sec. 5.3) or ``none``.
+        fine_logits: what the cross-entropies of L_fine score: ``"gumbel"`` (the public code:
+            the straight-through one-hot samples) or ``"similarity"`` (the scaled similarities,
+            a full softmax gradient; the pseudo-labels are made the same way).
         gumbel_tau: temperature of the Gumbel-softmax (the paper does not give it; 1.0 samples
             from the softmax of the scaled similarities themselves).
         fine_scale: the similarities are multiplied by this before the Gumbel-softmax (CLIP's
@@ -122,6 +125,7 @@ class LossConfig:
     fine: float = 1.0
     cls: float = 1.0
     pseudo_labels: str = "sort"
+    fine_logits: str = "gumbel"
     gumbel_tau: float = 1.0
     fine_scale: float = 1 / 0.07
     mask_same_procedure: bool = True
@@ -309,7 +313,7 @@ class WeakSVRLoss(nn.Module):
             logs["coarse"] = float(lc.detach())
         if c.fine > 0 and c.pseudo_labels != "none":
             lf, _ = L.fine_loss(frames, b["sentences"], b["num_steps"], c.pseudo_labels,
-                                c.gumbel_tau, c.fine_scale)
+                                c.gumbel_tau, c.fine_scale, logits=c.fine_logits)
             total = total + c.fine * lf
             logs["fine"] = float(lf.detach())
         if model.classifier is not None and c.cls > 0:
@@ -453,6 +457,47 @@ def text_matching(model: WeakSVRModel, cfg: WeakSVRConfig, data: fset.FeatureSet
     return {"metrics": rows, "source": source, "notes": notes, "num_queries": int(keep.sum())}
 
 
+@torch.no_grad()
+def fine_alignment(model: WeakSVRModel, cfg: WeakSVRConfig, data: fset.FeatureSet,
+                   bank: TextBank, split: str) -> list[dict]:
+    """Does the fine head align frames with their own step sentences? Rows (when the videos
+    carry frame-level script positions, e.g. synthetic data): the share of non-background
+    frames of the centre clip whose most similar sentence of the video's own step list
+    (``argmax``) / whose monotone labelling (``viterbi``, :func:`procalign.dp.step_viterbi`) is
+    the true script position; ``chance`` = the mean of 1 / K."""
+    from procalign.data.sampling import segment_indices
+    from procalign.eval.report import row
+
+    vids = [v for v in data.split(split) if v.step_index is not None and v.steps]
+    if not vids:
+        return []
+    d = cfg.data
+    c = int(np.argmin(np.abs(np.asarray(d.clip_offsets) - 0.5)))
+    hits = {"argmax": [], "viterbi": []}
+    chance = []
+    model.eval()
+    for v in vids:
+        rows = segment_indices(len(v.features), d.num_frames, d.clip_offsets[c], boundaries=d.boundaries)
+        x = torch.from_numpy(np.asarray(v.features[rows], np.float32))[None].to(_device(model))
+        H = model.embed(x)
+        S, k = bank.steps([tuple(v.steps)])
+        sim = L.cosine_matrix(H.cpu(), S)  # (1, N, K)
+        truth = np.asarray(v.step_index)[rows]
+        ok = truth >= 0
+        if not ok.any():
+            continue
+        hits["argmax"] += list(sim[0].argmax(-1).numpy()[ok] == truth[ok])
+        hits["viterbi"] += list(L.viterbi_labels(sim, k)[0].numpy()[ok] == truth[ok])
+        chance.append(1.0 / len(v.steps))
+    variant = f"fine_head,centre_clip,N={d.num_frames},own_steps"
+    out = [row("fine_step_accuracy", float(np.mean(h)), f"{variant},{name}", distance="weaksvr")
+           for name, h in hits.items() if h]
+    if chance:
+        out.append(row("fine_step_accuracy", float(np.mean(chance)), f"{variant},chance",
+                       distance="chance"))
+    return out
+
+
 class WeakSVRRecipe(Recipe):
     """The ``weaksvr`` entry of :data:`procalign.methods.METHODS`."""
 
@@ -470,6 +515,7 @@ class WeakSVRRecipe(Recipe):
             (m.paragraph, "model.paragraph", PARAGRAPHS),
             (m.text_encoder, "model.text_encoder", TEXT_ENCODERS.names()),
             (c.pseudo_labels, "loss.pseudo_labels", L.PSEUDO_LABELS),
+            (c.fine_logits, "loss.fine_logits", ("gumbel", "similarity")),
             (e.matching, "eval.matching", MATCHING),
             (d.boundaries, "data.boundaries", ("even", "svip")),
             *((x, "eval.distances entry", EVAL_DISTANCES) for x in e.distances),
@@ -564,6 +610,9 @@ class WeakSVRRecipe(Recipe):
         )
         out = {**report, "split": e.split, "pairs": source, "warnings": notes,
                "simulated_frames": data.simulated, "text_encoder": info.get("text_encoder")}
+        if only is None:
+            out["metrics"] = out["metrics"] + fine_alignment(
+                model, cfg, data, TextBank(cfg, [v.steps for v in data.videos]), e.split)
         if e.matching != "none" and only is None:
             m = text_matching(model, cfg, data)
             out["metrics"] = out["metrics"] + m["metrics"]

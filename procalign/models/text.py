@@ -157,7 +157,15 @@ def build_text_encoder(name: str, **options: Any) -> TextEncoder:
     """A registered text encoder, built once per process for the same (name, options)."""
     key = (str(name).lower(), tuple(sorted((k, repr(v)) for k, v in options.items())))
     if key not in _BUILT:
-        _BUILT[key] = TEXT_ENCODERS.build(name, **options)
+        import inspect
+
+        factory = TEXT_ENCODERS.get(name)
+        known = set(inspect.signature(factory).parameters)
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(f"text encoder {name!r} takes no option(s) {unknown}; its options: "
+                             f"{sorted(known) or 'none'}")
+        _BUILT[key] = factory(**options)
     return _BUILT[key]
 
 

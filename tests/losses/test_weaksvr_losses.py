@@ -101,8 +101,10 @@ def test_split_labels_are_uniform_parts():
         [0, 0, 1, 1, 2, 2], [0, 0, 0, 1, 1, 1], [0, 1, 2, 3, 4, 5]]
 
 
-@pytest.mark.parametrize("pseudo", ["sort", "viterbi", "split"])
-def test_fine_loss_ignores_padded_steps_in_both_directions(pseudo):
+@pytest.mark.parametrize("pseudo, logits", [("sort", "gumbel"), ("viterbi", "gumbel"),
+                                            ("split", "gumbel"), ("sort", "similarity"),
+                                            ("viterbi", "similarity")])
+def test_fine_loss_ignores_padded_steps_in_both_directions(pseudo, logits):
     g = torch.Generator().manual_seed(3)
     H = torch.randn(2, 6, 8, generator=g, dtype=torch.float64)
     S = torch.randn(2, 5, 8, generator=g, dtype=torch.float64)
@@ -110,9 +112,9 @@ def test_fine_loss_ignores_padded_steps_in_both_directions(pseudo):
     S2 = S.clone()
     S2[1, 3:] = 50 * H[1, :2]  # padding that would attract every frame if it were used
     torch.manual_seed(0)
-    a, la = L.fine_loss(H, S, k, pseudo)
+    a, la = L.fine_loss(H, S, k, pseudo, logits=logits)
     torch.manual_seed(0)
-    b, lb = L.fine_loss(H, S2, k, pseudo)
+    b, lb = L.fine_loss(H, S2, k, pseudo, logits=logits)
     assert float(a) == pytest.approx(float(b), rel=1e-12)
     assert torch.equal(la, lb) and int(la[1].max()) < 3
     # and a video with fewer frames than steps works for split
@@ -152,3 +154,21 @@ def test_bad_inputs_are_named():
         L.fine_loss(H, S, torch.tensor([3, 1]), "random")
     with pytest.raises(ValueError, match=r"\(B, N, D\)"):
         L.fine_loss(H[0], S, torch.tensor([3, 1]))
+
+
+def test_similarity_logits_give_a_full_softmax_gradient():
+    """With logits="similarity" the frame -> step cross-entropy is over the scaled cosines: its
+    value matches a direct computation against the same (Viterbi) labels."""
+    g = torch.Generator().manual_seed(5)
+    H = torch.randn(1, 5, 6, generator=g, dtype=torch.float64)
+    S = torch.randn(1, 3, 6, generator=g, dtype=torch.float64)
+    k = torch.tensor([3])
+    loss, labels = L.fine_loss(H, S, k, "viterbi", scale=4.0, logits="similarity")
+    sim = 4.0 * L.cosine_matrix(H, S)
+    f2s = torch.nn.functional.cross_entropy(sim[0], labels[0])
+    first = [int((labels[0] == j).nonzero()[0]) for j in range(3) if (labels[0] == j).any()]
+    steps = [j for j in range(3) if (labels[0] == j).any()]
+    s2f = torch.nn.functional.cross_entropy(sim[0].T[steps], torch.tensor(first))
+    assert float(loss) == pytest.approx(float(f2s + s2f), rel=1e-10)
+    with pytest.raises(ValueError, match="logits"):
+        L.fine_loss(H, S, k, "sort", logits="onehot")

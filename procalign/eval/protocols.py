@@ -217,6 +217,30 @@ def clip_embeddings(
     return clips, embed_clips(embed, clips, batch_size)
 
 
+def centre_clip(offsets: Sequence[float]) -> int:
+    """Index of the SVIP clip offset closest to the middle of the segments (0.5)."""
+    return int(np.argmin(np.abs(np.asarray(offsets, dtype=float) - 0.5)))
+
+
+def threshold_record(d: np.ndarray, same: np.ndarray, distance: str, num_clips: int) -> dict:
+    """The same/different threshold at the EER point of (P,) training-pair distances ``d``
+    with (P,) labels ``same``, and what it was chosen on (what ``threshold.json`` holds)."""
+    from procalign.eval import verification_auc, verification_eer
+
+    same = np.asarray(same, dtype=bool)
+    return {
+        "threshold": eer_threshold(d, same),
+        "distance": distance,
+        "rule": "same if distance <= threshold",
+        "chosen_on": f"{len(d)} training pairs ({int(same.sum())} positive), SVIP "
+        f"{num_clips}-clip protocol, EER point",
+        "train_auc": verification_auc(d, same),
+        "train_eer": verification_eer(d, same),
+        "positive_mean": float(d[same].mean()),
+        "negative_mean": float(d[~same].mean()),
+    }
+
+
 def clip_distances(
     features: Callable[[str], np.ndarray],
     pairs: Sequence[Any],

@@ -415,7 +415,7 @@ class CPARecipe(Recipe):
         from procalign.data.sampling import segment_indices
 
         d = cfg.data
-        c = int(np.argmin(np.abs(np.asarray(d.clip_offsets) - 0.5)))
+        c = P.centre_clip(d.clip_offsets)
         return segment_indices(length, d.num_frames, d.clip_offsets[c], boundaries=d.boundaries)
 
     @torch.no_grad()
@@ -423,7 +423,7 @@ class CPARecipe(Recipe):
         """The centre SVIP clip's T frame embeddings."""
         d, model = cfg.data, models[""]
         model.eval()
-        c = int(np.argmin(np.abs(np.asarray(d.clip_offsets) - 0.5)))
+        c = P.centre_clip(d.clip_offsets)
         clip = P.clip_features(x, d.num_frames, [d.clip_offsets[c]], d.boundaries)
         return _embed(model)(torch.from_numpy(clip))[0].double().cpu().numpy()
 
@@ -432,7 +432,6 @@ def choose_threshold(model: CPAModel, cfg: CPAConfig, data, run_dir: Path | None
     """Same/different threshold on the CPA distance at the EER point of training pairs
     (``data.threshold_pairs``, half positive, SVIP clips); a pair is "same" when its distance is
     <= threshold. Written to ``run_dir/threshold.json`` when ``run_dir`` is given."""
-    from procalign.eval import verification_auc, verification_eer
     from procalign.train import write_json
 
     pairs, _, _ = P.evaluation_pairs(
@@ -441,18 +440,8 @@ def choose_threshold(model: CPAModel, cfg: CPAConfig, data, run_dir: Path | None
     )
     d = P.clip_distances(lambda i: data.get(i).features, pairs, _embed(model),
                          lambda x, y: model.distance(x, y), **_clip_args(cfg))
-    same = np.array([bool(p.same) for p in pairs])
-    out = {
-        "threshold": P.eer_threshold(d, same),
-        "distance": "cpa",
-        "rule": "same if distance <= threshold",
-        "chosen_on": f"{len(pairs)} training pairs ({int(same.sum())} positive), SVIP "
-        f"{len(cfg.data.clip_offsets)}-clip protocol, EER point",
-        "train_auc": verification_auc(d, same),
-        "train_eer": verification_eer(d, same),
-        "positive_mean": float(d[same].mean()),
-        "negative_mean": float(d[~same].mean()),
-    }
+    out = P.threshold_record(d, np.array([bool(p.same) for p in pairs]), "cpa",
+                             len(cfg.data.clip_offsets))
     if run_dir is not None:
         write_json(Path(run_dir) / "threshold.json", out)
     return out
@@ -523,7 +512,7 @@ def verify_pair(model: CPAModel, cfg: CPAConfig, a: np.ndarray, b: np.ndarray,
     Fa, Fb = _embed(model)(xa), _embed(model)(xb)
     clip_d = model.distance(Fa, Fb, K=K).double().cpu().numpy()
     dist = float(clip_d.mean())
-    c = int(np.argmin(np.abs(np.asarray(d.clip_offsets) - 0.5)))
+    c = P.centre_clip(d.clip_offsets)
     ia = segment_indices(len(a), T, d.clip_offsets[c], boundaries=d.boundaries)
     ib = segment_indices(len(b), T, d.clip_offsets[c], boundaries=d.boundaries)
     ex = explain_pair(model, Fa[c : c + 1], Fb[c : c + 1], K, ia, ib)

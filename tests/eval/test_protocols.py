@@ -73,3 +73,16 @@ def test_eer_threshold_is_where_false_accepts_meet_false_rejects():
     fpr, tpr, _ = roc_curve(same, -d)
     best = np.min(np.abs(fpr - (1 - tpr)))
     assert abs(far - frr) <= best + 1.0 / same.sum() + 1e-9
+
+
+def test_centre_clip_and_threshold_record():
+    from sklearn.metrics import roc_auc_score
+
+    assert P.centre_clip([0.25, 0.5, 0.75]) == 1 and P.centre_clip([0.1, 0.9, 0.45]) == 2
+    rng = np.random.default_rng(3)
+    same = np.arange(40) % 2 == 0
+    d = rng.normal(size=40) + np.where(same, 0.0, 1.0)
+    rec = P.threshold_record(d, same, "cpa", 3)
+    assert rec["train_auc"] == pytest.approx(roc_auc_score(same, -d))
+    assert rec["threshold"] == P.eer_threshold(d, same) and "40 training pairs (20 positive)" in rec["chosen_on"]
+    assert rec["positive_mean"] < rec["negative_mean"]

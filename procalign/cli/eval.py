@@ -436,13 +436,18 @@ def _method_subverb(name: str) -> None:
     def add(p: argparse.ArgumentParser) -> None:
         p.add_argument("--run", required=True, help=f"run folder of `procalign train {name}`")
         p.add_argument("overrides", nargs="*", help="config overrides, e.g. eval.max_pairs=100")
+        p.add_argument(
+            "--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bars"
+        )
 
     def run(args: argparse.Namespace) -> dict[str, Any]:
         from procalign.methods import load_recipes
         from procalign.train.runner import evaluate_run
 
         recipe = load_recipes().build(name)
-        report = evaluate_run(recipe, args.run, tuple(args.overrides), progress=False)
+        report = evaluate_run(
+            recipe, args.run, tuple(args.overrides), progress=not args.quiet
+        )
         if "pairs" in report:
             print(f"pairs: {report['pairs']}", file=sys.stderr)
         for note in report.get("warnings", []):

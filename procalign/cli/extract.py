@@ -104,7 +104,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--batch-size",
         type=int,
         default=None,
-        help="frames per encoder call (default: by frame size, 128 at 64 px, 16 at 224 px)",
+        help="frames per encoder call (default: by frame size, 100 at 64 px, 8 at 224 px)",
     )
     p.add_argument(
         "--workers",
@@ -133,7 +133,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--overwrite", action="store_true", help="re-extract everything, even with other settings"
     )
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument(
+        "--no-progress", "--quiet", dest="no_progress", action="store_true",
+        help="hide the progress bar",
+    )
     p.set_defaults(func=run)
 
 

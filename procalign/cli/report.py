@@ -20,7 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", help="run folder of `procalign train METHOD`")
     p.add_argument("--pairs", type=int, default=3, help="most and least confident pairs to draw")
     p.add_argument("--out", default=None, help="HTML file (default RUN/report.html)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bars"
+    )
     p.set_defaults(func=run)
 
 

@@ -80,7 +80,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-videos", type=int, default=None, help="with --from-svip: first N videos per split"
     )
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument(
+        "--no-progress", "--quiet", dest="no_progress", action="store_true",
+        help="hide the progress bar",
+    )
     p.set_defaults(func=run)
 
 

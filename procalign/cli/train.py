@@ -29,7 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--print-config", action="store_true",
         help="print the full resolved config (every default filled in) and exit",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bars"
+    )
     p.add_argument("overrides", nargs="*", help="config overrides such as optim.lr=1e-4 train.epochs=5")
     p.set_defaults(func=run)
 

@@ -255,6 +255,13 @@ class TrainConfig:
             resumes. Not part of the run's identity.
         per_class: per-class overrides of a method that trains one model per class (LRProp's
             Table 5: ``{label: {num_frames, lambda1, lambda2}}``).
+        val_fraction: share of the training videos held out as a validation split (``val``),
+            by procedure when the test procedures are unseen in training, else by video
+            (:func:`procalign.eval.fullres.validation_split`); 0 = train on all of them. A
+            method that supports it evaluates on the validation split every ``eval_every``
+            epochs (1 when unset) and keeps the best epoch's weights.
+        patience: with a validation split, stop after this many evaluations without a new
+            best (0 = train every epoch).
     """
 
     epochs: int = 20
@@ -265,6 +272,8 @@ class TrainConfig:
     eval_every: int = 0
     stop_after_epoch: int | None = None
     per_class: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    val_fraction: float = 0.0
+    patience: int = 0
 
 
 #: Keys that say how a run is executed, not what it computes: a rerun may change them.
@@ -293,5 +302,9 @@ def validate_shared(optim: OptimConfig, train: TrainConfig) -> None:
         raise ValueError(f"train.threads must be None or >= 1, got {train.threads}")
     if train.eval_every < 0:
         raise ValueError(f"train.eval_every must be >= 0, got {train.eval_every}")
+    if not 0 <= train.val_fraction < 1:
+        raise ValueError(f"train.val_fraction must be in [0, 1), got {train.val_fraction}")
+    if isinstance(train.patience, bool) or not isinstance(train.patience, int) or train.patience < 0:
+        raise ValueError(f"train.patience must be an integer >= 0, got {train.patience!r}")
     if not isinstance(train.per_class, dict):
         raise ValueError(f"train.per_class must be a mapping, got {train.per_class!r}")

@@ -452,6 +452,10 @@ def _method_subverb(name: str) -> None:
             print(f"pairs: {report['pairs']}", file=sys.stderr)
         for note in report.get("warnings", []):
             print(f"warning: {note}", file=sys.stderr)
+        if "baselines" in report:
+            print(f"baselines: {report['baselines']['validation']}", file=sys.stderr)
+        if "verdict" in report:
+            print(f"verdict: {report['verdict']['line']}", file=sys.stderr)
         return report
 
     register_subverb(name, f"a trained {name} run (through the method registry)", add, run)

@@ -172,6 +172,31 @@ class FeatureSet:
     def split(self, name: str, label: str | None = None) -> list[FeatureVideo]:
         return [v for v in self.videos if v.split == name and (label is None or v.label == label)]
 
+    def hold_out(
+        self, fraction: float, seed: int, train_split: str = "train", test_split: str = "test",
+        name: str = "val",
+    ) -> FeatureSet:
+        """A copy whose split ``name`` holds ``fraction`` of the ``train_split`` videos, held out
+        the way the test split is (whole procedures when no test label is a training label,
+        else videos of every label; :func:`procalign.eval.fullres.validation_split`)."""
+        from dataclasses import replace
+
+        from procalign.eval.fullres import split_rule, validation_split
+
+        train = self.split(train_split)
+        _, held = validation_split(train, fraction, split_rule(train, self.split(test_split)),
+                                   seed)
+        ids = {v.video_id for v in held}
+        if len(ids) < 2:
+            raise ValueError(
+                f"train.val_fraction={fraction} holds out {len(ids)} of {len(train)} training "
+                "videos; a validation split needs at least 2 (raise it or set it to 0)"
+            )
+        videos = [replace(v, split=name) if v.video_id in ids else v for v in self.videos]
+        return replace(self, videos=videos,
+                       description=f"{self.description}, {len(ids)} training videos held out "
+                       f"as {name!r}")
+
     def get(self, video_id: str) -> FeatureVideo:
         if video_id not in self.index:
             raise KeyError(f"no video {video_id!r} in {self.description}")
@@ -309,11 +334,13 @@ def synth_config(settings: dict[str, Any]):
 
     if not isinstance(settings, dict):
         raise ValueError(f"data.synthetic must be a mapping, got {settings!r}")
+    from procalign.data.synthetic import preset_settings
+
     known = set(SynthConfig.__dataclass_fields__)
-    unknown = sorted(set(settings) - known)
+    unknown = sorted(set(settings) - known - {"preset"})
     if unknown:
         raise ValueError(f"unknown data.synthetic key(s) {unknown}; known: {sorted(known)}")
-    return SynthConfig(**settings)
+    return SynthConfig(**preset_settings(settings))
 
 
 def _from_generated(ds, description: str, simulated: bool, pair_source: str) -> FeatureSet:

@@ -60,6 +60,48 @@ from procalign._io import atomic_save_npy, atomic_write_text
 from procalign.data.records import PairRecord, VideoRecord
 
 BACKGROUND = "background"
+
+#: Named generator settings (``SynthConfig(**PRESETS[name])``; ``data.synthetic.preset``).
+#: ``nuisance``: per-video subject offsets and mixing, smooth monotone time warps, idle gaps
+#: between steps, steps with internal motion, steps shared across tasks, background activity in
+#: a shared subspace, and test procedures unseen in training (docs/generalisation.md).
+PRESETS: dict[str, dict] = {
+    "nuisance": {
+        "num_tasks": 4,
+        "procedures_per_task": 6,
+        "videos_per_procedure": 10,
+        "num_frames": 64,
+        "steps_per_task": 8,
+        "steps_per_procedure": 6,
+        "shared_steps": 3,
+        "background": 0.5,
+        "video_nuisance": 2.0,
+        "mixing": 0.7,
+        "motion": 1.0,
+        "speed": 0.7,
+        "time_warp": 0.6,
+        "drift": 1.0,
+        "distractor": 3.0,
+        "distractor_rank": 6,
+        "split_by": "procedure",
+        "test_fraction": 0.34,
+    },
+}
+
+
+def preset_settings(settings: dict) -> dict:
+    """``{"preset": name, **keys}`` -> the preset's settings updated by the other keys.
+
+    >>> preset_settings({"preset": "nuisance", "seed": 3})["seed"], preset_settings({"dim": 8})
+    (3, {'dim': 8})
+    """
+    settings = dict(settings)
+    name = settings.pop("preset", None)
+    if name is None:
+        return settings
+    if name not in PRESETS:
+        raise ValueError(f"unknown synthetic preset {name!r}; known: {sorted(PRESETS)}")
+    return {**PRESETS[name], **settings}
 GENERATOR = "procalign.data.synthetic"
 FORMAT_VERSION = 1
 
@@ -99,6 +141,20 @@ class SynthConfig:
             "take up the beaker") look alike and unrelated steps do not. None: independent
             random prototypes (the default; every earlier dataset is unchanged).
         text_weight: ``w`` above, in [0, 1].
+        shared_steps: steps of every task's vocabulary drawn from one pool common to all tasks
+            (``shared-step{j}``: the same step in several tasks, as "pour water" is), out of
+            ``steps_per_task``; 0 = every task has its own steps.
+        time_warp: a smooth monotone warp of each whole video, ``t -> t ** exp(U(-w, w))``
+            (a recording that starts slowly and speeds up, or the reverse); 0 = none.
+        distractor: norm of the background activity: a smooth per-video trajectory inside one
+            fixed ``distractor_rank``-dimensional subspace shared by all videos (camera motion,
+            people in the background). Per-video centring and smoothing cannot remove it; a
+            learned encoder can learn to ignore the subspace. 0 = none.
+        distractor_rank: dimension of that subspace.
+
+    :data:`PRESETS` names sets of these settings (``nuisance``: the hard generator of
+    docs/generalisation.md); ``data.synthetic: {preset: nuisance, ...}`` starts from one, and
+    keys given beside it win.
     """
 
     num_tasks: int = 3
@@ -122,6 +178,10 @@ class SynthConfig:
     seed: int = 0
     text_prototypes: str | None = None
     text_weight: float = 0.8
+    shared_steps: int = 0
+    time_warp: float = 0.0
+    distractor: float = 0.0
+    distractor_rank: int = 4
 
     @property
     def shortest_video(self) -> int:
@@ -149,6 +209,18 @@ class SynthConfig:
         for name in ("noise", "video_nuisance", "mixing", "speed", "motion", "drift"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("time_warp", "distractor"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not isinstance(self.shared_steps, int) or not 0 <= self.shared_steps < self.steps_per_task:
+            raise ValueError(
+                f"shared_steps must be an int in [0, steps_per_task={self.steps_per_task}), got "
+                f"{self.shared_steps!r}"
+            )
+        if not isinstance(self.distractor_rank, int) or not 1 <= self.distractor_rank <= self.dim:
+            raise ValueError(
+                f"distractor_rank must be an int in [1, dim={self.dim}], got {self.distractor_rank!r}"
+            )
         if self.split_by not in ("video", "procedure"):
             raise ValueError(f"split_by must be 'video' or 'procedure', got {self.split_by!r}")
         if not 0.0 <= float(self.text_weight) <= 1.0:
@@ -304,9 +376,12 @@ def make_procedures(config: SynthConfig) -> tuple[list[Procedure], list[str]]:
     rng = _rng(config.seed, "procedures")
     procedures: list[Procedure] = []
     vocabulary = [BACKGROUND]
+    shared = [f"shared-step{j}" for j in range(1, config.shared_steps + 1)]
+    vocabulary.extend(shared)
     for k in range(1, config.num_tasks + 1):
-        vocab = [f"t{k}-step{j}" for j in range(1, config.steps_per_task + 1)]
-        vocabulary.extend(vocab)
+        own = [f"t{k}-step{j}" for j in range(1, config.steps_per_task - len(shared) + 1)]
+        vocabulary.extend(own)
+        vocab = shared + own
         repeat = bool(rng.random() < config.repeat_prob)
         base = _base_script(rng, vocab, config.steps_per_procedure, repeat)
         scripts = [base]
@@ -340,6 +415,7 @@ class _World:
     motions: dict[str, np.ndarray]
     task_vectors: dict[str, np.ndarray]
     background: np.ndarray
+    distractor_basis: np.ndarray  # (rank, D) orthonormal rows
 
 
 def _make_world(config: SynthConfig, vocabulary: list[str], tasks: list[str]) -> _World:
@@ -352,7 +428,9 @@ def _make_world(config: SynthConfig, vocabulary: list[str], tasks: list[str]) ->
     if config.text_prototypes:
         protos = _text_prototypes(config, vocabulary[1:], protos)
     task_vecs = {t: _gauss(_rng(config.seed, "task", t), d, 1.0) for t in tasks}
-    return _World(d, protos, motions, task_vecs, _gauss(_rng(config.seed, "background"), d, 1.0))
+    basis = np.linalg.qr(_rng(config.seed, "distractor").normal(size=(d, config.distractor_rank)))[0]
+    return _World(d, protos, motions, task_vecs, _gauss(_rng(config.seed, "background"), d, 1.0),
+                  basis.T)
 
 
 def _text_prototypes(
@@ -444,6 +522,13 @@ def simulate_video(
         done = (phase + 1) / k
         t += count
 
+    if config.time_warp > 0:  # a monotone warp of the whole recording (labels follow it)
+        g = float(np.exp(_rng(config.seed, "warp", video_id).uniform(-1, 1) * config.time_warp))
+        src = np.minimum((((np.arange(length) + 0.5) / length) ** g * length).astype(int),
+                         length - 1)
+        if len(np.unique(phases[src][phases[src] >= 0])) == k:  # every step keeps a frame
+            clean, step_ids, phases = clean[src], step_ids[src], phases[src]
+            progress, step_progress = progress[src], step_progress[src]
     mix = np.eye(d) + config.mixing * rng.normal(0.0, 1.0 / np.sqrt(d), size=(d, d))
     offset = _gauss(rng, d, config.video_nuisance)
     noise = np.empty((length, d))
@@ -454,7 +539,15 @@ def simulate_video(
     freq, phase0 = rng.uniform(0.5, 1.5), rng.uniform(0, 2 * np.pi)
     wave = np.sin(2 * np.pi * freq * np.arange(length) / length + phase0)
     drift = wave[:, None] * _gauss(rng, d, config.drift)
-    features = (clean @ mix.T + offset + drift + noise).astype(np.float32)
+    features = clean @ mix.T + offset + drift + noise
+    if config.distractor > 0:  # smooth background activity in the shared subspace
+        r = _rng(config.seed, "activity", video_id)
+        tt = np.arange(length)[:, None] / max(length, 1)
+        freqs = r.uniform(0.5, 3.0, size=(1, world.distractor_basis.shape[0]))
+        coef = np.sin(2 * np.pi * freqs * tt + r.uniform(0, 2 * np.pi, size=freqs.shape))
+        coef *= config.distractor / np.sqrt(freqs.shape[1]) * np.sqrt(2)
+        features = features + coef @ world.distractor_basis
+    features = features.astype(np.float32)
 
     record = VideoRecord(
         video_id=video_id,

@@ -44,6 +44,8 @@ class TrainSpec:
         metadata: strings stored in its safetensors files.
         eval_fn: optional ``(model, epoch) -> {metric: value}`` logged during training.
         summary: facts about the part for ``summary.json``.
+        select: an ``eval_fn`` metric (higher is better) whose best epoch's weights the run
+            keeps (:func:`procalign.train.loop.fit`); None keeps the last epoch's.
     """
 
     loss: Callable[[nn.Module, Any], Any]
@@ -54,6 +56,7 @@ class TrainSpec:
     metadata: dict[str, str] = field(default_factory=dict)
     eval_fn: Callable[[nn.Module, int], dict[str, float]] | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+    select: str | None = None
 
 
 class Recipe:
@@ -74,7 +77,12 @@ class Recipe:
     def load_data(self, config: Any, run_dir: Path | None, progress: bool) -> FeatureSet:
         """The run's videos (features computed on the fly are cached under ``run_dir``)."""
         cache = None if run_dir is None else Path(run_dir) / "features"
-        return load_featureset(config.data, cache, progress)
+        data = load_featureset(config.data, cache, progress)
+        fraction = getattr(config.train, "val_fraction", 0.0)
+        if fraction:
+            data = data.hold_out(fraction, config.train.seed, config.data.train_split,
+                                 config.data.test_split)
+        return data
 
     def min_frames(self, config: Any) -> tuple[int, str]:
         """(frames every video needs, why) for :meth:`FeatureSet.validate`."""

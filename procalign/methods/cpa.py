@@ -38,9 +38,13 @@ from procalign.data import featureset as fset
 from procalign.eval import protocols as P
 from procalign.losses import cpa as L
 from procalign.methods import METHODS
+from procalign.eval.fullres import FULLRES, add_baselines
+from procalign.eval.fullres import check_config as check_fullres
 from procalign.methods import baselines as BL
 from procalign.methods.base import Recipe, TrainSpec
-from procalign.models.cpa import STEP_FEATURES, STEP_MINING, TASKS, CPAModel, explain_pair
+from procalign.models.cpa import (
+    INPUT_NORMS, STEP_FEATURES, STEP_MINING, TASKS, CPAModel, explain_pair,
+)
 
 EVAL_DISTANCES = ("cpa", "fsa_uniform", "video_l2", "pyramid_l2", "dtw", "soft_dtw",
                   "raw_video_l2", "raw_pyramid_l2", "raw_dtw", "raw_fsa_uniform")
@@ -92,6 +96,10 @@ class ModelConfig:
             paper) and at evaluation (``center``); ``attention`` is the learned pooling.
         fsa_normalize: ``"frames"`` (-log P / T), ``"code"`` (/ K^2) or ``"none"``.
         score_hidden: hidden size of the quality head.
+        input_norm: ``"none"``, ``"center"`` (subtract each clip's mean encoded frame before the
+            temporal module: removes a per-video offset such as subject, camera, lighting) or
+            ``"standardize"`` (also divide each dimension by the clip's std), as the
+            full-resolution baselines do (measured in docs/results.md).
     """
 
     task: str = "verification"
@@ -111,6 +119,7 @@ class ModelConfig:
     eval_step_features: str = "center"
     fsa_normalize: str = "frames"
     score_hidden: int = 128
+    input_norm: str = "none"
 
 
 @dataclass
@@ -135,6 +144,12 @@ class EvalConfig:
             ``video_l2`` is a bag of frames, blind to order; ``pyramid_l2`` is order-aware).
         steps_sweep: extra K values for the CPA distance (Table 4 at evaluation time).
         gamma: soft-DTW temperature. batch_size: pairs per distance call.
+        fullres: the strong baselines on every frame of the inputs
+            (:mod:`procalign.eval.fullres`: DTW and soft-DTW after per-video normalisation and
+            smoothing, mean pooling), each at the setting that wins on validation pairs of
+            ``val_fraction`` held-out training videos (``val_pairs`` pairs); at most
+            ``fullres_max_frames`` frames per video. The report's ``verdict`` says whether CPA
+            beats the best of them.
         num_exemplars: quality assessment: exemplars per query (predictions averaged).
         aiou_thresholds: AIoU thresholds (after regrouping the K steps into 3 phases).
     """
@@ -150,6 +165,10 @@ class EvalConfig:
     steps_sweep: list[int] = field(default_factory=list)
     gamma: float = 0.1
     batch_size: int = 128
+    fullres: list[str] = field(default_factory=lambda: list(FULLRES))
+    val_fraction: float = 0.2
+    val_pairs: int = 200
+    fullres_max_frames: int | None = 512
     num_exemplars: int = 5
     aiou_thresholds: list[float] = field(default_factory=lambda: [0.5, 0.75])
 
@@ -179,7 +198,7 @@ def build_model(cfg: CPAConfig, in_dim: int, num_classes: int) -> CPAModel:
         temporal_args=dict(m.temporal_args), relational=m.relational,
         block_score=m.block_score, max_over_k=m.max_over_k, step_mining=m.step_mining,
         step_features=m.step_features, eval_step_features=m.eval_step_features,
-        fsa_normalize=m.fsa_normalize, score_hidden=m.score_hidden,
+        fsa_normalize=m.fsa_normalize, score_hidden=m.score_hidden, input_norm=m.input_norm,
     )
 
 
@@ -297,11 +316,13 @@ class CPARecipe(Recipe):
             (m.step_features, "model.step_features", STEP_FEATURES),
             (m.eval_step_features, "model.eval_step_features", STEP_FEATURES[1:]),
             (m.fsa_normalize, "model.fsa_normalize", L.NORMALIZE_MODES),
+            (m.input_norm, "model.input_norm", INPUT_NORMS),
             (d.boundaries, "data.boundaries", ("even", "svip")),
             (d.negatives, "data.negatives", ("same_task", "prefer_same_task", "any")),
             *((x, "eval.distances entry", EVAL_DISTANCES) for x in cfg.eval.distances),
         ):
             _choice(value, key, options)
+        check_fullres(cfg.eval)
         if m.eval_step_features == "attention" and m.step_features != "attention":
             raise ValueError("model.eval_step_features=attention needs model.step_features=attention")
         if d.num_frames < 1:
@@ -361,8 +382,22 @@ class CPARecipe(Recipe):
         return {"": model}
 
     def trainer(self, cfg: CPAConfig, data, info, part: str, model: nn.Module) -> TrainSpec:
-        eval_fn = None
-        if cfg.train.eval_every > 0:
+        eval_fn, select = None, None
+        val = data.split("val")
+        if val and cfg.model.task == "verification":  # model selection on held-out videos
+            pairs, _, _ = P.evaluation_pairs(val, [], "sampled", cfg.eval.val_pairs,
+                                             cfg.data.negatives, cfg.train.seed + 17)
+            same = np.array([bool(p.same) for p in pairs])
+
+            def eval_fn(m, epoch):
+                from procalign.eval import verification_auc
+
+                d = P.clip_distances(lambda i: data.get(i).features, pairs, _embed(m),
+                                     lambda x, y: m.distance(x, y), **_clip_args(cfg))
+                return {"val_auc": verification_auc(d, same)}
+
+            select = "val_auc"
+        elif cfg.train.eval_every > 0:
 
             def eval_fn(m, epoch):
                 rows = self.evaluate(cfg, data, {"": m}, info, False, ["cpa"])["metrics"]
@@ -376,6 +411,7 @@ class CPARecipe(Recipe):
             cfg.train.epochs,
             {"task": cfg.model.task},
             eval_fn,
+            select=select,
         )
 
     def finish(self, cfg: CPAConfig, data, models, run_dir: Path) -> dict[str, Any]:
@@ -399,6 +435,8 @@ class CPARecipe(Recipe):
             lambda i: data.get(i).features, pairs, _embed(model), dists,
             steps=lambda i: data.get(i).steps, progress=progress, **_clip_args(cfg),
         )
+        if only is None:
+            add_baselines(report, data, cfg, pairs, "cpa", progress)
         return {**report, "split": e.split, "pairs": source, "warnings": notes,
                 "simulated_frames": data.simulated}
 

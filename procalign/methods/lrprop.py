@@ -98,6 +98,11 @@ class ModelConfig:
 
     ``positions``: sinusoidal position encodings (the paper credits them for the transformer's
     advantage; ``false`` makes frames see context but not their index).
+
+    ``class_agnostic``: one model over every training class (the paper trains one per class),
+    evaluated on the test videos of any label, seen in training or not: the mode for data whose
+    test labels are new (``configs/lrprop_folder.yaml``). Each batch still holds videos of one
+    class (LRProp's losses align videos of the same action).
     """
 
     temporal: str = "transformer"
@@ -106,6 +111,7 @@ class ModelConfig:
     heads: int = 8
     dropout: float = 0.1
     positions: bool = True
+    class_agnostic: bool = False
 
 
 @dataclass
@@ -294,6 +300,17 @@ class LRPropRecipe(Recipe):
         if any(v.label is None for v in data.videos):
             bad = [v.video_id for v in data.videos if v.label is None][:3]
             raise ValueError(f"videos {bad} have no label (LRProp trains one model per label)")
+        if cfg.model.class_agnostic:
+            train = sorted({str(v.label) for v in data.split("train")})
+            trainable = [c for c in train if len(data.split("train", c)) >= 2]
+            test = sorted({str(v.label) for v in data.split("test")})
+            if not trainable or not test:
+                raise ValueError(
+                    f"class-agnostic LRProp needs a training label with >= 2 videos and test "
+                    f"videos; got {len(trainable)} such labels and {len(test)} test labels"
+                )
+            return {**data.info(), "classes": ["all"], "train_classes": trainable,
+                    "eval_classes": test}
         classes = self.classes(cfg, data)
         for a in classes:
             n_train, n_test = len(data.split("train", a)), len(data.split("test", a))
@@ -308,6 +325,10 @@ class LRPropRecipe(Recipe):
         import torch
 
         m, models = cfg.model, {}
+        if m.class_agnostic:
+            torch.manual_seed(cfg.train.seed * 1000)
+            return {"": LRPropModel(int(info["in_dim"]), m.temporal, m.dim, m.layers, m.heads,
+                                    m.dropout, m.positions)}
         for position, label in enumerate(info["classes"]):
             torch.manual_seed(cfg.train.seed * 1000 + position)
             models[f"classes/{slug(label)}"] = LRPropModel(
@@ -316,6 +337,8 @@ class LRPropRecipe(Recipe):
         return models
 
     def trainer(self, cfg: LRPropConfig, data, info, part: str, model: nn.Module) -> TrainSpec:
+        if cfg.model.class_agnostic:
+            return self._agnostic_trainer(cfg, data, info, model)
         position = [f"classes/{slug(c)}" for c in info["classes"]].index(part)
         label = info["classes"][position]
         seed = cfg.train.seed * 1000 + position
@@ -347,9 +370,55 @@ class LRPropRecipe(Recipe):
         return TrainSpec(loss_fn, batches, seed, cfg.optim, cfg.train.epochs,
                          {"label": label, "in_dim": str(data.in_dim)}, summary=summary)
 
+    def _agnostic_trainer(self, cfg: LRPropConfig, data, info, model: nn.Module) -> TrainSpec:
+        """One model, every training class; each batch holds videos of one class, the batches
+        of all classes shuffled together (a pure function of seed and epoch)."""
+        classes = list(info["train_classes"])
+        seed, T = cfg.train.seed * 1000, cfg.data.num_frames
+        per = {c: data.split("train", c) for c in classes}
+        model.set_input_stats([v.features for c in classes for v in per[c]])
+        loss = build_loss(cfg, cfg.loss.lambda1, cfg.loss.lambda2)
+        mean, std = model.in_mean.cpu().numpy(), model.in_std.cpu().numpy()
+        aug = dict(vars(cfg.data.augmentation))
+
+        def augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+            return augment_view(x, rng, data.kind, num_joints=data.num_joints, mean=mean, std=std, **aug)
+
+        def batches(epoch: int):
+            out = []
+            for position, c in enumerate(classes):
+                out += make_batches(
+                    per[c], epoch, seed=seed + 1 + position, num_frames=T,
+                    batch_videos=cfg.train.batch_size, crop_min=cfg.data.crop_min, kind=data.kind,
+                    augment=augment if cfg.data.augment else None,
+                )
+            order = np.random.default_rng([seed, epoch, 104729]).permutation(len(out))
+            return [out[i] for i in order]
+
+        def loss_fn(m: nn.Module, batch):
+            dev = m.in_mean.device
+            z = m(batch["x"].to(dev))
+            return loss(z, batch["idx"].to(dev), batch["video"].to(dev),
+                        num_frames=batch["num_frames"].to(dev))
+
+        summary = {"label": "all", "train_classes": classes,
+                   "train_videos": sum(len(v) for v in per.values()), "num_frames": T}
+        return TrainSpec(loss_fn, batches, seed, cfg.optim, cfg.train.epochs,
+                         {"label": "all", "in_dim": str(data.in_dim)}, summary=summary)
+
     # ----------------------------------------------------------------- evaluation
+    def eval_classes(self, info) -> list[str]:
+        """The labels evaluated: every test label (class-agnostic) or the trained classes."""
+        return list(info.get("eval_classes") or info["classes"])
+
     def embedders(self, cfg: LRPropConfig, models, info) -> dict[str, Any]:
-        """{label: inputs -> embeddings} through the class's own model."""
+        """{label: inputs -> embeddings} through the class's own model (class-agnostic: the one
+        model, for every test label)."""
+        if "" in models:
+            model = models[""]
+            fn = lambda xs: embed_videos(model, xs, cfg.data.num_frames, cfg.eval.views,  # noqa: E731
+                                         device=model.in_mean.device)
+            return {c: fn for c in self.eval_classes(info)}
 
         def one(label: str):
             model = models[f"classes/{slug(label)}"]
@@ -363,6 +432,9 @@ class LRPropRecipe(Recipe):
         """One embedding for every video, whatever its label: each class model's L2-normalised
         embedding, concatenated (a fixed shared space)."""
         per_class = self.embedders(cfg, models, info)
+        if "" in models:  # one model: its embedding is label-blind already
+            one = next(iter(per_class.values()))
+            return lambda xs: [np.asarray(e, np.float32) for e in P.l2_normalise(one(xs), True)]
 
         def embed(xs: list[np.ndarray]) -> list[np.ndarray]:
             outs = [P.l2_normalise(fn(xs), True) for fn in per_class.values()]
@@ -371,7 +443,7 @@ class LRPropRecipe(Recipe):
         return embed
 
     def evaluate(self, cfg: LRPropConfig, data, models, info, progress) -> dict[str, Any]:
-        classes = list(info["classes"])
+        classes = self.eval_classes(info)
         rows, per_class = self._rows(cfg, data, classes, self.embedders(cfg, models, info),
                                      self.label_blind(cfg, models, info), "lrprop", progress)
         if cfg.eval.raw_baseline:
@@ -410,7 +482,9 @@ class LRPropRecipe(Recipe):
             mean, std = x.mean(0), np.maximum(x.std(0), 1e-6)
             return lambda xs: [((np.asarray(x) - mean) / std).astype(np.float32) for x in xs]
 
-        return {"per_class": {c: standardise(data.split("train", c)) for c in classes},
+        every = standardise(data.split("train"))  # labels unseen in training: all training videos
+        return {"per_class": {c: standardise(data.split("train", c)) if data.split("train", c)
+                              else every for c in classes},
                 "blind": standardise(data.split("train"))}
 
     def _rows(self, cfg, data, classes, per_class, blind, model_name, progress) -> list[dict]:
@@ -440,6 +514,8 @@ class LRPropRecipe(Recipe):
         for r in rows:
             r["model"] = model_name
             r["variant"] = f"{model_name},{r['variant']}"
+            if cfg.model.class_agnostic and model_name != "raw_inputs":
+                r["variant"] = r["variant"].replace("all_class_models_concat", "class_agnostic_model")
         return rows, per
 
     def pair_distances(self, cfg: LRPropConfig, data, models, info, pairs) -> np.ndarray:
@@ -460,7 +536,8 @@ class LRPropRecipe(Recipe):
         dist = float(P.video_distances(ea, [eb], cfg.eval.distance)[0])
         return {"distance": dist, "threshold": threshold,
                 "same": None if threshold is None else bool(dist <= threshold),
-                "embedding": "all_class_models_concat", "classes": list(info["classes"])}
+                "embedding": "class_agnostic_model" if "" in models else "all_class_models_concat",
+                "classes": list(info["classes"])}
 
 
 def _metric_variant(metric: str, settings: str) -> str:

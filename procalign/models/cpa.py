@@ -18,6 +18,8 @@ from procalign.masks import check_lengths, masked_mean
 TASKS = ("verification", "quality")
 STEP_MINING = ("csm", "uniform")
 STEP_FEATURES = ("random", "center", "first", "mean", "attention")
+#: per-clip normalisation of the encoded frames before the temporal module
+INPUT_NORMS = ("none", "center", "standardize")
 
 
 def _choice(value: Any, name: str, options: tuple[Any, ...]) -> None:
@@ -80,6 +82,7 @@ class CPAModel(nn.Module):
         eval_step_features: str = "center",
         fsa_normalize: str = "frames",
         score_hidden: int = 128,
+        input_norm: str = "none",
     ) -> None:
         super().__init__()
         from procalign.models.encoders import build_encoder
@@ -103,6 +106,8 @@ class CPAModel(nn.Module):
         self.step_features = step_features
         self.eval_step_features = eval_step_features
         self.fsa_normalize = fsa_normalize
+        _choice(input_norm, "input_norm", INPUT_NORMS)
+        self.input_norm = input_norm
         self.encoder = build_encoder(encoder, **(encoder_args or {}))
         enc_dim = getattr(self.encoder, "dim", None) or self.in_dim
         self.temporal = build_temporal(temporal, enc_dim, **(temporal_args or {}))
@@ -130,7 +135,18 @@ class CPAModel(nn.Module):
             raise ValueError(
                 f"expected features of shape (B, T, D={self.in_dim}), got {tuple(x.shape)}"
             )
-        return self.temporal(self.encoder(x), lengths)
+        h = self.encoder(x)
+        if self.input_norm != "none":  # the clip's own statistics (subject, camera, lighting)
+            m = torch.ones(h.shape[:2], device=h.device, dtype=h.dtype)
+            if lengths is not None:
+                m = (torch.arange(h.shape[1], device=h.device)[None] < lengths[:, None]).to(h)
+            n = m.sum(1)[:, None, None].clamp_min(1)
+            mean = (h * m[..., None]).sum(1, keepdim=True) / n
+            h = (h - mean) * m[..., None]
+            if self.input_norm == "standardize":
+                std = ((h**2).sum(1, keepdim=True) / n).sqrt().clamp_min(1e-4)
+                h = h / std
+        return self.temporal(h, lengths)
 
     def video_logits(self, F: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Procedure logits (B, C) from mean-pooled embeddings F (B, T, D)."""

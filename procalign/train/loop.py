@@ -50,6 +50,8 @@ class FitResult:
     run_dir: Path
     resumed_from_epoch: int = 0
     seconds_per_epoch: list[float] = field(default_factory=list)
+    best: dict[str, Any] | None = None
+    stopped_early: bool = False
 
 
 def fit(
@@ -69,6 +71,8 @@ def fit(
     progress: bool = True,
     metadata: dict[str, str] | None = None,
     stop_after_epoch: int | None = None,
+    select: str | None = None,
+    patience: int = 0,
 ) -> FitResult:
     """Train ``model`` for ``epochs`` epochs, checkpointing after each.
 
@@ -80,6 +84,11 @@ def fit(
         resume: continue from the newest checkpoint in ``run_dir`` if there is one.
         stop_after_epoch: stop early after this epoch (as if killed), for tests and time limits.
         metadata: strings stored in every safetensors file (method name, config hash...).
+        select: a key of ``eval_fn``'s metrics (higher is better, e.g. a validation AUC): the
+            weights of the best evaluation are kept (``best.safetensors``) and become the final
+            ``model.safetensors``; the history's last record names the selected epoch.
+        patience: with ``select``, stop once this many evaluations in a row have not improved
+            on the best (0 = train every epoch, still keeping the best).
 
     A non-finite loss raises ``FloatingPointError`` naming the epoch and step; the last checkpoint
     stays on disk.
@@ -92,6 +101,10 @@ def fit(
     logger = JsonlLogger(run_dir / "log.jsonl")
     history: list[dict[str, Any]] = []
     start = 0
+    best: dict[str, Any] | None = None
+    stopped = False
+    if patience < 0:
+        raise ValueError(f"patience must be >= 0, got {patience}")
     seed_everything(seed)
     if resume and ckpt.latest() is not None:
         # a resumed run replays from its checkpoint; epochs already done are not redone
@@ -103,10 +116,13 @@ def fit(
         set_rng_state(state["rng"])
         start = int(state["epoch"])
         history = list(state.get("history", []))
+        best, stopped = state.get("best"), bool(state.get("stopped", False))
         logger.log(event="resume", epoch=start)
     resumed_from = start
     times: list[float] = []
     for epoch in range(start, epochs):
+        if stopped:
+            break
         model.train()
         t0 = time.perf_counter()
         sums: dict[str, float] = {}
@@ -141,6 +157,17 @@ def fit(
             model.eval()
             with torch.no_grad():
                 record.update({f"eval/{k}": v for k, v in eval_fn(model, epoch + 1).items()})
+            key = f"eval/{select}"
+            if select is not None and key not in record:
+                raise KeyError(f"eval_fn returned no {select!r} to select the best epoch by")
+            if select is not None:
+                if best is None or record[key] > best["value"]:
+                    best = {"metric": select, "value": float(record[key]), "epoch": epoch + 1}
+                    save_weights(model, run_dir / "best.safetensors", metadata)
+                    record["best"] = True
+                elif patience and sum(1 for h in history if f"eval/{select}" in h
+                                      and h["epoch"] > best["epoch"]) + 1 >= patience:
+                    stopped = True
         history.append(record)
         logger.log(event="epoch", **record)
         state = {
@@ -149,13 +176,22 @@ def fit(
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "rng": rng_state(),
             "history": history,
+            "best": best,
+            "stopped": stopped,
         }
         ckpt.save(model, state, f"epoch_{epoch + 1:04d}", metadata)
-        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < epochs:
-            return FitResult(history, run_dir, resumed_from, times)
+        if stopped:
+            logger.log(event="early_stop", epoch=epoch + 1, best=best)
+        if (stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < epochs
+                and not stopped):
+            return FitResult(history, run_dir, resumed_from, times, best)
+    if best is not None:  # the selected epoch's weights are the run's weights
+        from procalign.train.checkpoint import load_weights
+
+        load_weights(model, run_dir / "best.safetensors")
     save_weights(model, run_dir / "model.safetensors", metadata)
     write_json(run_dir / "history.json", history)
-    return FitResult(history, run_dir, resumed_from, times)
+    return FitResult(history, run_dir, resumed_from, times, best, stopped)
 
 
 def _refresh_lr(optimizer: torch.optim.Optimizer, scheduler: Any) -> None:

@@ -202,6 +202,8 @@ def train_run(
                 progress=progress,
                 metadata={"method": recipe.name, **spec.metadata},
                 stop_after_epoch=config.train.stop_after_epoch,
+                select=spec.select,
+                patience=getattr(config.train, "patience", 0),
             )
             times = result.seconds_per_epoch
             parts.append(
@@ -211,13 +213,16 @@ def train_run(
                     "resumed_from_epoch": result.resumed_from_epoch,
                     "seconds_per_epoch": sum(times) / len(times) if times else None,
                     "last_epoch": result.history[-1] if result.history else None,
+                    "selected": result.best,
+                    "stopped_early": result.stopped_early,
                     **spec.summary,
                 }
             )
-            if len(result.history) < spec.epochs:  # stopped early (stop_after_epoch)
-                break
+            if len(result.history) < spec.epochs and not result.stopped_early:
+                break  # stopped as if killed (stop_after_epoch): the next parts wait
         finished = len(parts) == len(models) and all(
             p.get("status") == "already trained" or p["epochs_done"] >= config.train.epochs
+            or p.get("stopped_early")
             for p in parts
         )
         summary: dict[str, Any] = {

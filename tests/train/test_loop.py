@@ -130,3 +130,58 @@ def test_config_accepts_exponent_floats(tmp_path):
     assert load_config(_Cfg, overrides=["optim.lr=5e-4"]).optim.lr == 5e-4
     with pytest.raises(ValueError, match="'optim.lr' must be a number"):
         load_config(_Cfg, overrides=["optim.lr=fast"])
+
+
+def _scripted_eval(values):
+    def eval_fn(model, epoch):
+        return {"val_auc": values[epoch - 1], "other": 0.0}
+
+    return eval_fn
+
+
+def test_select_keeps_the_best_epoch_and_patience_stops(tmp_path):
+    values = [0.5, 0.7, 0.6, 0.65, 0.9, 0.95]
+    m, o, s = _setup()
+    r = fit(m, _loss, _batches, o, 6, tmp_path / "es", scheduler=s, progress=False,
+            eval_fn=_scripted_eval(values), select="val_auc", patience=2)
+    assert r.stopped_early and len(r.history) == 4  # epochs 3 and 4 did not beat epoch 2
+    assert r.best == {"metric": "val_auc", "value": 0.7, "epoch": 2}
+    # the run's weights are epoch 2's, not the last epoch's
+    ref, o_ref, s_ref = _setup()  # the same training stopped after 2 epochs
+    fit(ref, _loss, _batches, o_ref, 2, tmp_path / "two", scheduler=s_ref, progress=False,
+        eval_fn=_scripted_eval(values))
+    final, _, _ = _setup()
+    load_weights(final, tmp_path / "es" / "model.safetensors")
+    for a, b in zip(ref.state_dict().values(), final.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    # a rerun of a stopped run trains nothing more
+    m2, o2, s2 = _setup(seed=5)
+    r2 = fit(m2, _loss, _batches, o2, 6, tmp_path / "es", scheduler=s2, progress=False,
+             eval_fn=_scripted_eval(values), select="val_auc", patience=2)
+    assert r2.stopped_early and len(r2.history) == 4 and r2.best["epoch"] == 2
+    events = [e.get("event") for e in JsonlLogger(tmp_path / "es" / "log.jsonl").read()]
+    assert events.count("early_stop") == 1 and events.count("epoch") == 4
+
+
+def test_select_without_patience_trains_every_epoch_and_resumes_identically(tmp_path):
+    values = [0.5, 0.9, 0.6, 0.65]
+    m1, o1, s1 = _setup()
+    r1 = fit(m1, _loss, _batches, o1, 4, tmp_path / "full", scheduler=s1, progress=False,
+             eval_fn=_scripted_eval(values), select="val_auc")
+    assert not r1.stopped_early and len(r1.history) == 4 and r1.best["epoch"] == 2
+    m2, o2, s2 = _setup()
+    fit(m2, _loss, _batches, o2, 4, tmp_path / "cut", scheduler=s2, progress=False,
+        eval_fn=_scripted_eval(values), select="val_auc", stop_after_epoch=3)
+    m3, o3, s3 = _setup(seed=9)
+    r3 = fit(m3, _loss, _batches, o3, 4, tmp_path / "cut", scheduler=s3, progress=False,
+             eval_fn=_scripted_eval(values), select="val_auc")
+    assert r3.best == r1.best
+    for a, b in zip(m1.state_dict().values(), m3.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_select_names_a_missing_metric(tmp_path):
+    m, o, s = _setup()
+    with pytest.raises(KeyError, match="val_auc"):
+        fit(m, _loss, _batches, o, 2, tmp_path / "x", progress=False,
+            eval_fn=lambda model, epoch: {"auc": 1.0}, select="val_auc")

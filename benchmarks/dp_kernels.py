@@ -197,11 +197,13 @@ def bench_soft_dtw(repeats: int, B: int, T: int, D: int, gamma: float, dist: str
             "e2e_speedup": best / t_us,
             "grad_rel_error": err_dp,
         })
-    if torch.cuda.is_available():
+    if DEVICE == "cuda":
         bench_soft_dtw_cuda(repeats, x0, y, gamma, cells, task, cells / t_us)
 
 
 GOALS: list[dict] = []
+#: "cuda" when the GPU rows run (``--device cuda``, or ``auto`` with a CUDA device present)
+DEVICE = "cpu"
 
 
 def bench_soft_dtw_cuda(repeats: int, x0, y, gamma: float, cells: int, task: str, cpu_rate: float) -> None:
@@ -319,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--markdown", default=None, help="also write the rows as a markdown table")
     ap.add_argument("--only", choices=["all", "soft_dtw"], default="all",
                     help="run every benchmark, or the soft-DTW ones only")
+    ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                    help="cuda: also time the torch path on the GPU next to pysdtw's CUDA kernel "
+                    "(skipped with a message when no CUDA device is present); auto: when one is")
     ap.add_argument("--threads", type=int, default=None,
                     help="threads for torch and numba alike (default: all cores)")
     args = ap.parse_args(argv)
@@ -327,8 +332,18 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
         numba.set_num_threads(args.threads)
+    global DEVICE
     print(f"procalign dp benchmark | python {platform.python_version()} | torch {torch.__version__} "
           f"| threads {torch.get_num_threads()} | {platform.processor() or platform.machine()}")
+    if args.device == "cpu":
+        DEVICE = "cpu"
+    elif torch.cuda.is_available():
+        DEVICE = "cuda"
+        print(f"CUDA device: {torch.cuda.get_device_name(0)} (GPU rows follow each soft-DTW table)")
+    else:
+        DEVICE = "cpu"
+        print(("--device cuda: " if args.device == "cuda" else "") +
+              "no CUDA device is present here: the GPU rows are skipped (CPU rows only)")
     r = args.repeats
     if args.quick:
         bench_dtw(r, 8, 64, 32)

@@ -178,27 +178,47 @@ def _np(x: Tensor) -> np.ndarray:
 
 
 class _SoftDTWNumba(torch.autograd.Function):
+    """Compiled soft-DTW: tiles of up to 16 examples run in lock step (``_numba_sdtw``, SIMD
+    across examples); a last tile too small to pay for its lanes runs per example
+    (``_numba_grid``). Both store the three predecessor weights of each cell for the backward."""
+
     @staticmethod
     def forward(ctx, costs: Tensor, ln: Tensor, lm: Tensor, gamma: float) -> Tensor:  # type: ignore[override]
         from procalign.dp import _numba_grid as K
+        from procalign.dp import _numba_sdtw as S
 
         C = _np(costs)
         B, N, M = C.shape
         out = np.empty(B, dtype=np.float64)
-        W = np.empty((B, N, M, 3), dtype=C.dtype)
         ln_np, lm_np = _np(ln), _np(lm)
-        K.soft_dtw_forward(C, ln_np, lm_np, gamma, out, W)
-        ctx.W, ctx.ln, ctx.lm = W, ln_np, lm_np
+        tiles, counts, single = S.make_tiles(ln_np, lm_np)
+        W = np.empty((len(tiles), N + 1, M + 1, 3, S.LANES), dtype=C.dtype)
+        if len(tiles):
+            S.forward(C, ln_np, lm_np, tiles, counts, gamma, out, W)
+        Ws = None
+        if single.size:
+            out_s = np.empty(single.size, dtype=np.float64)
+            Ws = np.empty((single.size, N, M, 3), dtype=C.dtype)
+            K.soft_dtw_forward(np.ascontiguousarray(C[single]), ln_np[single], lm_np[single], gamma, out_s, Ws)
+            out[single] = out_s
+        ctx.saved = (W, tiles, counts, single, Ws, ln_np, lm_np, C.dtype, (B, N, M))
         return torch.from_numpy(out).to(dtype=costs.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         from procalign.dp import _numba_grid as K
+        from procalign.dp import _numba_sdtw as S
 
-        W = ctx.W
-        G = np.zeros(W.shape[:3], dtype=W.dtype)
-        K.soft_dtw_backward(W, ctx.ln, ctx.lm, _np(grad.double()), G)
+        W, tiles, counts, single, Ws, ln, lm, dtype, shape = ctx.saved
+        g = _np(grad.double())
+        G = np.zeros(shape, dtype=dtype)
+        if len(tiles):
+            S.backward(W, ln, lm, tiles, counts, g, G)
+        if single.size:
+            Gs = np.zeros((single.size, *shape[1:]), dtype=dtype)
+            K.soft_dtw_backward(Ws, ln[single], lm[single], np.ascontiguousarray(g[single]), Gs)
+            G[single] = Gs
         return torch.from_numpy(G), None, None, None
 
 

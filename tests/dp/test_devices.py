@@ -66,3 +66,23 @@ def test_torch_path_gradients_on_device_match_cpu_kernels(device, cost):
     for r, o in zip(ref, got):
         assert o.device.type == device and torch.isfinite(o).all()
         torch.testing.assert_close(o.cpu().double(), r, atol=2e-4, rtol=2e-4)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_torch_path_on_device_matches_tiled_cpu_kernel(device, dtype):
+    """A batch of 21 (a full tile of 16 lanes and 5 examples run one by one on the CPU), variable
+    lengths: the torch wavefront on the device against the compiled CPU kernel, values and
+    gradients."""
+    g = torch.Generator().manual_seed(5)
+    c = torch.rand(21, 17, 12, generator=g, dtype=torch.float64)
+    ln, lm = torch.randint(1, 18, (21,), generator=g), torch.randint(1, 13, (21,), generator=g)
+    tol = dict(atol=1e-4, rtol=1e-4) if dtype == torch.float32 else {}
+    x = c.to(device=device, dtype=dtype).requires_grad_(True)
+    v = dp.soft_dtw(x, 0.2, ln.to(device), lm.to(device), backend="torch")
+    v.sum().backward()
+    ref = c.to(dtype).requires_grad_(True)
+    r = dp.soft_dtw(ref, 0.2, ln, lm, backend="numba")
+    r.sum().backward()
+    torch.testing.assert_close(v.detach().cpu(), r.detach(), **tol)
+    torch.testing.assert_close(x.grad.cpu(), ref.grad, **tol)

@@ -1,0 +1,135 @@
+"""The batch-tiled soft-DTW kernel (``_numba_sdtw``): every path through it against brute force.
+
+Batches of B >= MIN_TILE examples run in tiles of LANES examples in lock step; these tests use
+batch sizes that give full tiles, partial tiles and a per-example remainder, variable lengths in
+one tile, NaN padding, both dtypes, and the inlined exp/log polynomials against numpy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.autograd import gradcheck
+
+from procalign import dp
+from procalign.dp import _numba_sdtw as S
+from tests.dp import oracles
+
+GAMMAS = [1e-3, 1e-1, 1.0, 100.0]
+
+
+def _batch(B, N, M, seed, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    c = torch.rand(B, N, M, generator=g, dtype=torch.float64)
+    ln = torch.randint(1, N + 1, (B,), generator=g)
+    lm = torch.randint(1, M + 1, (B,), generator=g)
+    return c.to(dtype), ln, lm
+
+
+def _enumerate(c, n, m, gamma):
+    """soft-DTW value and expected alignment of one (n, m) corner by listing every path."""
+    paths = oracles.grid_paths(n, m)
+    costs = torch.stack([sum(c[i, j] for i, j in p) for p in paths])
+    value = -gamma * torch.logsumexp(-costs / gamma, 0)
+    prob = torch.softmax(-costs / gamma, 0)
+    E = torch.zeros(c.shape, dtype=torch.float64)
+    for p, w in zip(paths, prob, strict=True):
+        for cell in p:
+            E[cell] += w
+    return value, E
+
+
+def test_tiles_cover_the_batch():
+    ln = torch.randint(1, 9, (40,)).numpy()
+    lm = torch.randint(1, 9, (40,)).numpy()
+    tiles, counts, single = S.make_tiles(ln, lm)
+    got = sorted([int(b) for t, k in zip(tiles, counts, strict=True) for b in t[:k]] + single.tolist())
+    assert got == list(range(40))
+    assert all(1 <= k <= S.LANES for k in counts) and single.size < S.MIN_TILE
+    # sorted by corner size: a tile's examples are the largest ones not yet placed
+    area = ln * lm
+    assert area[tiles[0, : counts[0]]].min() >= area[tiles[1, : counts[1]]].max()
+
+
+# B = 16: one full tile; 23: a full tile and a partial one (7 >= MIN_TILE);
+# 21: a full tile and 5 examples run per example
+@pytest.mark.parametrize("B", [16, 21, 23])
+@pytest.mark.parametrize("gamma", [0.1, 1.0])
+def test_tiled_values_and_gradients_match_enumeration(B, gamma):
+    c, ln, lm = _batch(B, 5, 4, seed=B)
+    x = c.clone().requires_grad_(True)
+    v = dp.soft_dtw(x, gamma, ln, lm, backend="numba")
+    v.sum().backward()
+    for b in range(B):
+        n, m = int(ln[b]), int(lm[b])
+        value, E = _enumerate(c[b], n, m, gamma)
+        torch.testing.assert_close(v[b], value)
+        torch.testing.assert_close(x.grad[b], E)  # zero outside the corner
+
+
+@pytest.mark.parametrize("gamma", GAMMAS)
+def test_tiled_gradcheck(gamma):
+    c, ln, lm = _batch(8, 5, 4, seed=7)
+    c.requires_grad_(True)
+    assert gradcheck(lambda z: dp.soft_dtw(z, gamma, ln, lm, backend="numba"), (c,), eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_tiled_padding_is_never_read(dtype):
+    c, ln, lm = _batch(19, 9, 7, seed=3, dtype=dtype)
+    pad = c.clone()
+    for b in range(19):
+        pad[b, int(ln[b]) :] = float("nan")
+        pad[b, :, int(lm[b]) :] = float("nan")
+    x = c.clone().requires_grad_(True)
+    v0 = dp.soft_dtw(x, 0.3, ln, lm, backend="numba")
+    v0.sum().backward()
+    # NaN padding is refused by the public input check: feed it to the autograd Function itself
+    from procalign.dp.grid import _SoftDTWNumba
+
+    x_pad = pad.clone().requires_grad_(True)
+    v = _SoftDTWNumba.apply(x_pad, ln, lm, 0.3)
+    v.sum().backward()
+    assert torch.equal(v, v0)
+    assert torch.equal(x_pad.grad, x.grad)
+    x = x_pad
+    assert not torch.isnan(x.grad).any()
+    for b in range(19):
+        assert not x.grad[b, int(ln[b]) :].any() and not x.grad[b, :, int(lm[b]) :].any()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("scale", [1.0, 300.0])  # 300: most predecessors beyond the exp cut
+def test_tiled_matches_per_example_kernel(dtype, scale):
+    """Tiled (B = 37) against the per-example kernel (each example alone, B = 1), T up to 40."""
+    c, ln, lm = _batch(37, 40, 33, seed=11, dtype=torch.float64)
+    c = (c * scale).to(dtype)
+    x = c.clone().requires_grad_(True)
+    v = dp.soft_dtw(x, 0.1, ln, lm, backend="numba")
+    (v * torch.linspace(0.5, 2, 37, dtype=dtype)).sum().backward()
+    tol = dict(rtol=2e-5, atol=1e-5 * scale) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-10 * scale)
+    gtol = dict(rtol=1e-4, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-9, atol=1e-10)
+    for b in range(37):
+        n, m = int(ln[b]), int(lm[b])
+        xb = c[b : b + 1, :n, :m].clone().requires_grad_(True)
+        vb = dp.soft_dtw(xb, 0.1, backend="numba")
+        (vb * float(torch.linspace(0.5, 2, 37, dtype=dtype)[b])).sum().backward()
+        torch.testing.assert_close(v[b : b + 1], vb, **tol)
+        torch.testing.assert_close(x.grad[b, :n, :m], xb.grad[0], **gtol)
+
+
+def test_exp_and_log_polynomials():
+    z = np.concatenate([-np.logspace(-12, np.log10(39.9), 20000), [0.0, -40.0, -41.0, -np.inf]])
+    e64 = np.array([S.exp_cut64(float(t)) for t in z[::7]] + [S.exp_cut64(float(t)) for t in z[-4:]])
+    zz = np.concatenate([z[::7], z[-4:]])
+    ref = np.where(zz > -S.CUT, np.exp(zz), 0.0)
+    np.testing.assert_allclose(e64, ref, rtol=5e-16, atol=0)
+    assert S.exp_cut64(0.0) == 1.0 and S.exp_cut32(np.float32(0.0)) == 1.0
+    e32 = np.array([S.exp_cut32(np.float32(t)) for t in z[::7]], dtype=np.float64)
+    np.testing.assert_allclose(e32, np.exp(z[::7].astype(np.float32).astype(np.float64)), rtol=2.5e-7, atol=0)
+    s = np.linspace(1.0, 3.0, 5001)
+    np.testing.assert_allclose([S.log13_64(float(t)) for t in s], np.log(s), rtol=0, atol=3e-16)
+    s32 = s.astype(np.float32)
+    np.testing.assert_allclose([S.log13_32(t) for t in s32], np.log(s32.astype(np.float64)), rtol=0, atol=1.3e-7)
+    assert S.log13_64(1.0) == 0.0 and S.log13_32(np.float32(1.0)) == 0.0

@@ -312,14 +312,21 @@ def add_baselines(
     ``report``; returns it. The shared step of every method's verification report."""
     e = cfg.eval
     if getattr(e, "fullres", None):
-        extra = report_baselines(
-            data, cfg.data.train_split, pairs, kinds=e.fullres, val_fraction=e.val_fraction,
-            val_pairs=e.val_pairs, negatives=getattr(cfg.data, "negatives", "prefer_same_task"),
-            test_split=cfg.data.test_split, seed=cfg.train.seed, gamma=getattr(e, "gamma", 0.1),
-            max_frames=e.fullres_max_frames, progress=progress,
-        )
-        report["metrics"] = [*report["metrics"], *extra["metrics"]]
-        report["baselines"] = {"chosen": extra["chosen"], "validation": extra["validation"]}
+        try:
+            extra = report_baselines(
+                data, cfg.data.train_split, pairs, kinds=e.fullres, val_fraction=e.val_fraction,
+                val_pairs=e.val_pairs, negatives=getattr(cfg.data, "negatives", "prefer_same_task"),
+                test_split=cfg.data.test_split, seed=cfg.train.seed,
+                gamma=getattr(e, "gamma", 0.1), max_frames=e.fullres_max_frames,
+                progress=progress,
+            )
+        except ValueError as exc:  # too few training videos for same/different validation pairs
+            report.setdefault("warnings", []).append(
+                f"full-resolution baselines left out: no usable validation pairs ({exc})"
+            )
+        else:
+            report["metrics"] = [*report["metrics"], *extra["metrics"]]
+            report["baselines"] = {"chosen": extra["chosen"], "validation": extra["validation"]}
     v = verdict(report["metrics"], method)
     if v is not None:
         report["verdict"] = v

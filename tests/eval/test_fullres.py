@@ -146,3 +146,20 @@ def test_verdict_compares_with_the_best_model_free_baseline():
     rows[0]["value"] = 0.9
     assert F.verdict(rows, "cpa")["beats"]
     assert F.verdict(rows[:1], "cpa") is None
+
+
+def test_a_dataset_too_small_for_validation_pairs_gets_a_warning_not_a_crash():
+    from types import SimpleNamespace as NS
+
+    feats, vids = _videos(n_labels=2, per=2)
+    vids = [NS(**{**vars(v), "split": "train"}) for v in vids]
+    data = NS(split=lambda name, label=None: [v for v in vids if v.split == name],
+              get=lambda i: NS(features=feats[i]))
+    cfg = NS(eval=NS(fullres=list(F.FULLRES), val_fraction=0.2, val_pairs=20,
+                     fullres_max_frames=None, gamma=0.1),
+             data=NS(train_split="train", test_split="test", negatives="any"),
+             train=NS(seed=0))
+    report = {"metrics": []}
+    F.add_baselines(report, data, cfg, _all_pairs(vids), "cpa")
+    assert "baselines" not in report
+    assert "full-resolution baselines left out" in report["warnings"][0]

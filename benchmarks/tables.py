@@ -353,6 +353,76 @@ def render_weaksvr_fine(data: dict) -> str:
     return _command(data) + "\n".join(lines) + "\n"
 
 
+# ----------------------------------------------------------------------------- generalisation
+
+GEN_CPA_ROWS = (
+    ("cpa", "CPA (trained, configs/cpa_folder.yaml; eval T/K chosen on validation pairs)"),
+    ("dtw", "DTW over CPA's trained frame embeddings"),
+    ("fullres_dtw", "baseline: full-resolution DTW (norm / smoothing chosen on validation)"),
+    ("fullres_soft_dtw", "baseline: full-resolution soft-DTW (chosen on validation)"),
+    ("fullres_mean", "baseline: mean pooling (bag of frames)"),
+    ("raw_dtw", "baseline: DTW on the T sampled input frames"),
+)
+GEN_DATASETS = {"nuisance": "nuisance generator (folder)",
+                "csv": "CSV-scripted, simulated frames (folder)"}
+
+
+def render_generalisation(data: dict) -> str:
+    lines = ["| dataset | row | test AUC % (mean ± std) | margin over best baseline (pts) |",
+             "|---|---|---|---|"]
+    notes = []
+    for ds, res in data["results"].items():
+        runs = res.get("cpa", [])
+        if not runs:
+            continue
+        best = []
+        for r in runs:
+            base = [r["auc"][k]["value"] for k in ("fullres_dtw", "fullres_soft_dtw",
+                                                     "fullres_mean", "raw_dtw") if k in r["auc"]]
+            best.append(max(base))
+        for key, label in GEN_CPA_ROWS:
+            vals = [r["auc"][key]["value"] for r in runs if key in r["auc"]]
+            if not vals:
+                continue
+            margin = "–"
+            if key in ("cpa", "dtw"):
+                margin = mean_std([r["auc"][key]["value"] - b for r, b in zip(runs, best)], 100, 1)
+            lines.append(f"| {GEN_DATASETS.get(ds, ds)} | {label} | {mean_std(vals, 100, 1)} | "
+                         f"{margin} |")
+        settings = sorted({(r["auto"] or {}).get("data.num_frames", {}).get("value", "-")
+                           for r in runs} - {"-"})
+        ks = sorted({(r["auto"] or {}).get("model.steps", {}).get("value", "-") for r in runs}
+                    - {"-"})
+        ev = [f"T={r['eval_setting']['num_frames']},K={r['eval_setting']['steps']}"
+              for r in runs if r.get("eval_setting")]
+        notes.append(f"{GEN_DATASETS.get(ds, ds)}: training T chosen {settings}, K {ks}; "
+                     f"evaluation T/K chosen on validation: {', '.join(ev) or 'none'}; "
+                     f"selected epochs {[r['selected_epoch'] for r in runs]}; "
+                     f"{runs[0]['num_pairs']} test pairs.")
+    lrows = ["", "| dataset | inputs | DTW-alignment accuracy | Kendall's tau_a | tau_a gap to static |",
+             "|---|---|---|---|---|"]
+    names = {"lrprop": "LRProp (trained, configs/lrprop_folder.yaml)",
+             "raw_inputs": "raw inputs (dataset standardisation)",
+             "fullres_inputs": "inputs, per-video norm + smoothing chosen on training videos"}
+    have_lrprop = False
+    for ds, res in data["results"].items():
+        runs = res.get("lrprop", [])
+        for model, label in names.items():
+            vals = [r["rows"].get(model, {}) for r in runs]
+            if not any(vals):
+                continue
+            have_lrprop = True
+            cell = lambda k: mean_std([v[k] for v in vals if k in v])  # noqa: E731
+            lrows.append(f"| {GEN_DATASETS.get(ds, ds)} | {label} | "
+                         f"{cell('dtw_alignment_accuracy@real')} | {cell('kendalls_tau@real')} | "
+                         f"{cell('kendalls_tau@gap_static')} |")
+    meta = data["meta"]
+    tail = ["", *notes, f"Seeds {data['seeds']}; {meta['machine']}; torch {meta['torch']}; "
+            f"{meta.get('threads', 1)} thread."]
+    body = lines + (lrows if have_lrprop else []) + tail
+    return _command(data) + "\n".join(body) + "\n"
+
+
 RENDERERS = {
     "cpa_sv": ("cpa_sv", render_cpa_sv),
     "cpa_ksweep": ("cpa_sv", render_cpa_ksweep),
@@ -364,6 +434,7 @@ RENDERERS = {
     "weaksvr_fine": ("weaksvr", render_weaksvr_fine),
     "sspl_table1": ("sspl", render_sspl_table1),
     "sspl_ablations": ("sspl", render_sspl_ablations),
+    "generalisation": ("generalisation", render_generalisation),
 }
 
 

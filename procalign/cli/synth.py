@@ -21,35 +21,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("out_dir", metavar="OUT_DIR", help="output folder (created)")
     p.add_argument(
-        "--tasks", type=int, default=3, help="tasks, each with its own step vocabulary (default 3)"
+        "--tasks", type=int, default=None, help="tasks, each with its own step vocabulary (default 3)"
     )
     p.add_argument(
-        "--procedures", type=int, default=4, help="procedures per task, >= 2 (default 4)"
+        "--procedures", type=int, default=None, help="procedures per task, >= 2 (default 4)"
     )
     p.add_argument(
-        "--videos-per-procedure", type=int, default=20, help="videos per procedure (default 20)"
+        "--videos-per-procedure", type=int, default=None, help="videos per procedure (default 20)"
     )
     p.add_argument(
         "--frames",
         type=int,
-        default=48,
+        default=None,
         help="mean frames per video, T (default 48; lengths jitter +-25%%)",
     )
-    p.add_argument("--dim", type=int, default=64, help="feature size D (default 64)")
+    p.add_argument("--dim", type=int, default=None, help="feature size D (default 64)")
     p.add_argument(
-        "--steps-per-task", type=int, default=6, help="step vocabulary per task (default 6)"
+        "--steps-per-task", type=int, default=None, help="step vocabulary per task (default 6)"
     )
     p.add_argument(
-        "--steps-per-procedure", type=int, default=5, help="script length incl. repeats (default 5)"
+        "--steps-per-procedure", type=int, default=None, help="script length incl. repeats (default 5)"
     )
     p.add_argument(
         "--split-by",
         choices=["video", "procedure"],
-        default="video",
+        default=None,
         help="test split: held-out videos of every procedure, or held-out procedures (SVIP-like)",
     )
     p.add_argument(
         "--seed", type=int, default=0, help="everything is a deterministic function of the seed"
+    )
+    p.add_argument(
+        "--preset",
+        default=None,
+        help="start from named generator settings (procalign.data.synthetic.PRESETS: "
+        "'nuisance' = subject offsets and mixing, time warps, idle gaps, shared steps, background "
+        "activity, unseen test procedures; docs/generalisation.md); options given win",
     )
     p.add_argument(
         "--render-videos", action="store_true", help="also render videos/<id>.<ext> with PyAV"
@@ -104,23 +111,30 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--max-videos only applies with --from-svip")
     if args.max_videos is not None and args.max_videos < 1:
         raise ValueError(f"--max-videos must be >= 1, got {args.max_videos}")
-    settings = dict(num_frames=args.frames, dim=args.dim, seed=args.seed)
+    given = {
+        "num_tasks": args.tasks, "procedures_per_task": args.procedures,
+        "videos_per_procedure": args.videos_per_procedure, "num_frames": args.frames,
+        "dim": args.dim, "steps_per_task": args.steps_per_task,
+        "steps_per_procedure": args.steps_per_procedure, "split_by": args.split_by,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    if args.preset is not None:
+        base = synthetic.preset_settings({"preset": args.preset})
+    else:  # the generator's own defaults, 64-D features
+        base = {"dim": 64}
+    config = {**base, **given, "seed": args.seed}
     show = not args.no_progress
     if args.from_svip:
+        keep = ("num_frames", "dim", "seed") if args.preset is None else tuple(config)
+        settings = {k: v for k, v in config.items()
+                    if k in keep and k not in ("num_tasks", "procedures_per_task",
+                                               "videos_per_procedure", "split_by",
+                                               "test_fraction")}
         ds = synthetic.from_svip(
             args.from_svip, max_videos=args.max_videos, progress=show, **settings
         )
     else:
-        ds = synthetic.make_dataset(
-            num_tasks=args.tasks,
-            procedures_per_task=args.procedures,
-            videos_per_procedure=args.videos_per_procedure,
-            steps_per_task=args.steps_per_task,
-            steps_per_procedure=args.steps_per_procedure,
-            split_by=args.split_by,
-            progress=show,
-            **settings,
-        )
+        ds = synthetic.make_dataset(progress=show, **config)
     root = synthetic.write_folder(
         ds,
         args.out_dir,
@@ -146,6 +160,6 @@ def run(args: argparse.Namespace) -> int:
         )
     print(
         f"wrote {len(ds)} videos ({n_train} train, {len(ds) - n_train} test), "
-        f"{len(ds.procedures)} procedures, {len(ds.pairs)} test pairs, D={args.dim} to {root}"
+        f"{len(ds.procedures)} procedures, {len(ds.pairs)} test pairs, D={ds.meta['config']['dim']} to {root}"
     )
     return 0

@@ -81,7 +81,7 @@ PRESETS: dict[str, dict] = {
         "speed": 0.7,
         "time_warp": 0.6,
         "drift": 1.0,
-        "distractor": 3.0,
+        "distractor": 1.0,
         "distractor_rank": 6,
         "split_by": "procedure",
         "test_fraction": 0.34,

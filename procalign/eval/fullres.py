@@ -228,13 +228,19 @@ def fullres_baselines(
     return {"metrics": rows, "chosen": chosen, "num_val_pairs": len(val_pairs)}
 
 
-def verdict(metrics: Sequence[dict[str, Any]], method: str, metric: str = "auc") -> dict | None:
+def verdict(metrics: Sequence[dict[str, Any]], method: str, metric: str = "auc",
+            variants: Sequence[str] = ("dtw",)) -> dict | None:
     """Does ``method``'s row beat the best baseline row of ``metric``? Baselines are the rows
     that use no trained model: ``fullres_*`` and ``raw_*`` distances (rows over the model's
     embeddings, such as DTW on them, are variants of the method, not baselines).
 
-    Returns ``{method, value, best_baseline, baseline_value, margin, beats, line}`` or None
-    when the report has no such rows.
+    ``variants``: distances over the trained model's embeddings fixed in advance (not chosen on
+    the test pairs), whose margins over the same baseline are reported beside the method's
+    (``"variants"``; the line names them): e.g. DTW on the trained frame embeddings, which
+    separates what the encoder learned from what the method's own distance adds.
+
+    Returns ``{method, value, best_baseline, baseline_value, margin, beats, line, variants}``
+    or None when the report has no such rows.
     """
     mine = [r for r in metrics if r["metric"] == metric and r.get("distance") == method]
     others = [r for r in metrics if r["metric"] == metric
@@ -250,9 +256,18 @@ def verdict(metrics: Sequence[dict[str, Any]], method: str, metric: str = "auc")
         f"{method} {metric} {m['value']:.3f} {'beats' if beats else 'does NOT beat'} the best "
         f"baseline {best['variant']} ({best['value']:.3f}) by {margin:+.3f}"
     )
+    extra = {}
+    for name in variants:
+        rows = [r for r in metrics if r["metric"] == metric and r.get("distance") == name]
+        if rows:
+            extra[name] = {"variant": rows[0]["variant"], "value": rows[0]["value"],
+                           "margin": (rows[0]["value"] - best["value"]) * (1 if higher else -1)}
+    if extra:
+        line += "; " + ", ".join(f"{name} on {method}'s embeddings {e['value']:.3f} "
+                                 f"({e['margin']:+.3f})" for name, e in extra.items())
     return {"method": method, "metric": metric, "value": m["value"],
             "best_baseline": best["variant"], "baseline_value": best["value"],
-            "margin": margin, "beats": beats, "line": line}
+            "margin": margin, "beats": beats, "line": line, "variants": extra}
 
 
 def split_rule(train: Sequence[Any], test: Sequence[Any]) -> str:

@@ -68,6 +68,11 @@ class Recipe:
     protocols: tuple[str, ...] = ()
     #: whether :meth:`verify` / :meth:`pair_distances` answer "same procedure?" (the report's ROC)
     verifies_pairs: bool = True
+    #: config keys (``section.key``) that may be ``auto``: frames per clip, chosen from the
+    #: training videos' lengths, and (key, upper bound key or None) numbers of steps, chosen from
+    #: their ``steps`` column (:meth:`resolve`)
+    auto_frames: tuple[str, ...] = ()
+    auto_steps: tuple[tuple[str, str | None], ...] = ()
 
     # ----------------------------------------------------------------- config and data
     def validate(self, config: Any) -> None:
@@ -83,6 +88,34 @@ class Recipe:
             data = data.hold_out(fraction, config.train.seed, config.data.train_split,
                                  config.data.test_split)
         return data
+
+    def resolve(self, config: Any, data: FeatureSet) -> dict[str, Any]:
+        """Replace the config's ``auto`` values by settings chosen from the training videos
+        (:mod:`procalign.methods.auto`; keys in :attr:`auto_frames` and :attr:`auto_steps`), in
+        place; returns ``{dotted key: {"value", "why"}}`` of what was chosen (``summary.json:
+        auto``). Called once, after the data is loaded and before anything is written, so
+        ``config.yaml`` records the values used."""
+        from procalign.methods import auto
+
+        train = data.split(config.data.train_split)
+        chosen: dict[str, Any] = {}
+
+        def at(dotted: str) -> tuple[Any, str]:
+            section, key = dotted.rsplit(".", 1)
+            return getattr(config, section), key
+
+        for dotted in self.auto_frames:
+            section, key = at(dotted)
+            found: dict[str, Any] = {}
+            auto.resolve_frames(section, key, train, found)
+            chosen.update({dotted: v for v in found.values()})
+        for dotted, upper in self.auto_steps:
+            section, key = at(dotted)
+            bound = None if upper is None else getattr(*at(upper))
+            found = {}
+            auto.resolve_steps(section, key, train, found, name=dotted, upper=bound)
+            chosen.update({dotted: v for v in found.values()})
+        return chosen
 
     def min_frames(self, config: Any) -> tuple[int, str]:
         """(frames every video needs, why) for :meth:`FeatureSet.validate`."""
@@ -155,6 +188,6 @@ class Recipe:
         """(L, D_in) inputs -> (T', D) frame embeddings the report draws similarity matrices of."""
         raise NotImplementedError
 
-    def report_rows(self, config: Any, length: int) -> np.ndarray:
+    def report_rows(self, config: Any, length: int, info: Any = None) -> np.ndarray:
         """(T',) the input rows (of L) that :meth:`report_frames` embeds, in order."""
         return np.arange(length)

@@ -41,6 +41,7 @@ from procalign.methods import METHODS
 from procalign.eval.fullres import FULLRES, add_baselines
 from procalign.eval.fullres import check_config as check_fullres
 from procalign.methods import baselines as BL
+from procalign.methods.auto import check_int_or_auto, is_auto
 from procalign.methods.base import Recipe, TrainSpec
 from procalign.models.cpa import (
     INPUT_NORMS, STEP_FEATURES, STEP_MINING, TASKS, CPAModel, explain_pair,
@@ -55,7 +56,8 @@ class DataConfig(fset.DataConfig):
     """Shared data settings (:class:`procalign.data.featureset.DataConfig`) plus CPA's sampling.
 
     Attributes:
-        num_frames: T frames sampled per video (SVIP uses 16); K <= T is required.
+        num_frames: T frames sampled per video (SVIP uses 16); K <= T is required. ``auto``:
+            chosen from the training videos' lengths (:mod:`procalign.methods.auto`).
         clip_offsets: evaluation clips: one fixed offset per clip inside each of the T segments
             (SVIP's protocol: 1/4, 2/4, 3/4; distances are averaged over clips).
         boundaries: segment boundaries ``"even"`` or ``"svip"`` (the reference code's integers).
@@ -66,7 +68,7 @@ class DataConfig(fset.DataConfig):
         quality_strength: synthetic quality assessment: norm of the per-step quality direction.
     """
 
-    num_frames: int = 16
+    num_frames: int | str = 16
     clip_offsets: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75])
     boundaries: str = "even"
     pairs_per_epoch: int = 256
@@ -87,7 +89,8 @@ class ModelConfig:
             transformer *without* position encodings: a module that can tell the frame index
             solves the positives-only losses trivially (every pair aligns along the diagonal;
             measured on CSV-scripted data: AUC 0.52 with positions, 0.87 without).
-        steps: K (paper: 13 on CSV, 6 on FineDiving); K <= T.
+        steps: K (paper: 13 on CSV, 6 on FineDiving); K <= T. ``auto``: the median number of
+            steps in the training videos' ``steps`` column.
         relational: ``"row"`` (public code) or ``"symmetric"``.
         block_score: ``"mean"`` (Eq. 1) or ``"sqrt_area"`` (sum / sqrt(area)).
         max_over_k: L_step takes the max over k <= K (public code).
@@ -110,7 +113,7 @@ class ModelConfig:
         default_factory=lambda: {"dim": 128, "layers": 2, "heads": 4, "dropout": 0.1,
                                  "positions": False}
     )
-    steps: int = 6
+    steps: int | str = 6
     relational: str = "row"
     block_score: str = "mean"
     max_over_k: bool = False
@@ -150,6 +153,11 @@ class EvalConfig:
             ``val_fraction`` held-out training videos (``val_pairs`` pairs); at most
             ``fullres_max_frames`` frames per video. The report's ``verdict`` says whether CPA
             beats the best of them.
+        tune_on_val: after training, choose the evaluation T (frames per clip) and K (steps)
+            of the CPA distance by AUC on the validation pairs (needs ``train.val_fraction``):
+            T in {16, 32, trained T}, K in {K, 1.5 K, 2 K} (K <= T); the model is unchanged
+            (no position encodings, K-free weights). The choice is recorded in ``meta.json:
+            eval_setting`` and used by eval, verify, the threshold and the report.
         num_exemplars: quality assessment: exemplars per query (predictions averaged).
         aiou_thresholds: AIoU thresholds (after regrouping the K steps into 3 phases).
     """
@@ -169,6 +177,7 @@ class EvalConfig:
     val_fraction: float = 0.2
     val_pairs: int = 200
     fullres_max_frames: int | None = 512
+    tune_on_val: bool = False
     num_exemplars: int = 5
     aiou_thresholds: list[float] = field(default_factory=lambda: [0.5, 0.75])
 
@@ -254,7 +263,7 @@ def make_batches(data: fset.FeatureSet, cfg: CPAConfig, classes: list[str]):
 
 def distances(model: CPAModel, cfg: CPAConfig) -> list[P.Distance]:
     """The report's distances: ``eval.distances`` at the model's K, then the K sweep."""
-    K, gamma = model.steps, cfg.eval.gamma
+    K, gamma = int(cfg.model.steps), cfg.eval.gamma
 
     def fn(name: str, k: int):
         base = name.removeprefix("raw_")
@@ -304,6 +313,8 @@ class CPARecipe(Recipe):
     name = "cpa"
     config_cls = CPAConfig
     protocols = ("clip_verification", "quality")
+    auto_frames = ("data.num_frames",)
+    auto_steps = (("model.steps", "data.num_frames"),)
 
     def validate(self, cfg: CPAConfig) -> None:
         super().validate(cfg)
@@ -325,15 +336,16 @@ class CPARecipe(Recipe):
         check_fullres(cfg.eval)
         if m.eval_step_features == "attention" and m.step_features != "attention":
             raise ValueError("model.eval_step_features=attention needs model.step_features=attention")
-        if d.num_frames < 1:
-            raise ValueError(f"data.num_frames (T) must be >= 1, got {d.num_frames}")
-        if not 1 <= m.steps <= d.num_frames:
+        check_int_or_auto(d.num_frames, "data.num_frames (T)")
+        check_int_or_auto(m.steps, "model.steps (K)")
+        chosen_later = is_auto(d.num_frames) or is_auto(m.steps)  # validated again by resolve
+        if not chosen_later and not 1 <= m.steps <= d.num_frames:
             raise ValueError(
                 f"model.steps (K={m.steps}) must be in [1, data.num_frames (T={d.num_frames})]: "
                 "each step needs at least one frame"
             )
         for k in cfg.eval.steps_sweep:
-            if not 1 <= k <= d.num_frames:
+            if not is_auto(d.num_frames) and not 1 <= k <= d.num_frames:
                 raise ValueError(f"eval.steps_sweep value {k} must be in [1, T={d.num_frames}]")
         if not d.clip_offsets or any(not 0 <= o < 1 for o in d.clip_offsets):
             raise ValueError(f"data.clip_offsets must be non-empty values in [0, 1), got {d.clip_offsets}")
@@ -417,10 +429,20 @@ class CPARecipe(Recipe):
     def finish(self, cfg: CPAConfig, data, models, run_dir: Path) -> dict[str, Any]:
         if cfg.model.task != "verification":
             return {}
-        return {"threshold": choose_threshold(models[""], cfg, data, run_dir)}
+        out: dict[str, Any] = {}
+        if cfg.eval.tune_on_val and data.split("val"):
+            from procalign.train import write_json
+            from procalign.train.runner import RunFolder
+
+            setting = tune_on_validation(models[""], cfg, data)
+            meta = RunFolder(run_dir).meta() or {}
+            write_json(Path(run_dir) / "meta.json", {**meta, "eval_setting": setting})
+            cfg = tuned(cfg, {"eval_setting": setting})
+            out["eval_setting"] = setting
+        return {**out, "threshold": choose_threshold(models[""], cfg, data, run_dir)}
 
     def evaluate(self, cfg: CPAConfig, data, models, info, progress, only=None) -> dict[str, Any]:
-        model = models[""]
+        model, cfg = models[""], tuned(cfg, info)
         if cfg.model.task == "quality":
             return evaluate_quality(model, cfg, data, progress)
         e = cfg.eval
@@ -438,28 +460,30 @@ class CPARecipe(Recipe):
         if only is None:
             add_baselines(report, data, cfg, pairs, "cpa", progress)
         return {**report, "split": e.split, "pairs": source, "warnings": notes,
-                "simulated_frames": data.simulated}
+                "simulated_frames": data.simulated,
+                **({"eval_setting": info["eval_setting"]} if info.get("eval_setting") else {})}
 
     def verify(self, cfg: CPAConfig, models, info, a, b, threshold, steps=None, **_) -> dict:
-        return verify_pair(models[""], cfg, a, b, threshold, steps)
+        return verify_pair(models[""], tuned(cfg, info), a, b, threshold, steps)
 
     def pair_distances(self, cfg: CPAConfig, data, models, info, pairs) -> np.ndarray:
-        model = models[""]
+        model, cfg = models[""], tuned(cfg, info)
+        K = int(cfg.model.steps)
         return P.clip_distances(lambda i: data.get(i).features, pairs, _embed(model),
-                                lambda x, y: model.distance(x, y), **_clip_args(cfg))
+                                lambda x, y: model.distance(x, y, K=K), **_clip_args(cfg))
 
-    def report_rows(self, cfg: CPAConfig, length: int) -> np.ndarray:
+    def report_rows(self, cfg: CPAConfig, length: int, info: Mapping[str, Any] | None = None) -> np.ndarray:
         """The centre clip's T segment indices (what :meth:`report_frames` embeds)."""
         from procalign.data.sampling import segment_indices
 
-        d = cfg.data
+        d = tuned(cfg, info or {}).data
         c = P.centre_clip(d.clip_offsets)
         return segment_indices(length, d.num_frames, d.clip_offsets[c], boundaries=d.boundaries)
 
     @torch.no_grad()
     def report_frames(self, cfg: CPAConfig, models, info, x: np.ndarray) -> np.ndarray:
         """The centre SVIP clip's T frame embeddings."""
-        d, model = cfg.data, models[""]
+        d, model = tuned(cfg, info).data, models[""]
         model.eval()
         c = P.centre_clip(d.clip_offsets)
         clip = P.clip_features(x, d.num_frames, [d.clip_offsets[c]], d.boundaries)
@@ -476,13 +500,57 @@ def choose_threshold(model: CPAModel, cfg: CPAConfig, data, run_dir: Path | None
         data.split(cfg.data.train_split), [], "sampled", cfg.data.threshold_pairs,
         cfg.data.negatives, cfg.train.seed + 11, cfg.data.threshold_pairs,
     )
+    K = int(cfg.model.steps)
     d = P.clip_distances(lambda i: data.get(i).features, pairs, _embed(model),
-                         lambda x, y: model.distance(x, y), **_clip_args(cfg))
+                         lambda x, y: model.distance(x, y, K=K), **_clip_args(cfg))
     out = P.threshold_record(d, np.array([bool(p.same) for p in pairs]), "cpa",
                              len(cfg.data.clip_offsets))
     if run_dir is not None:
         write_json(Path(run_dir) / "threshold.json", out)
     return out
+
+
+def tuned(cfg: CPAConfig, info: Mapping[str, Any] | None) -> CPAConfig:
+    """``cfg`` with the evaluation T and K chosen on validation pairs (``info["eval_setting"]``,
+    :func:`tune_on_validation`), or ``cfg`` itself when the run chose none."""
+    import copy
+
+    setting = (info or {}).get("eval_setting")
+    if not setting:
+        return cfg
+    out = copy.deepcopy(cfg)
+    out.data.num_frames, out.model.steps = int(setting["num_frames"]), int(setting["steps"])
+    return out
+
+
+def tune_on_validation(model: CPAModel, cfg: CPAConfig, data) -> dict[str, Any]:
+    """The evaluation (T, K) of the CPA distance with the best AUC on the validation pairs
+    (the held-out ``val`` videos; never the test split). Candidates: T in {16, 32, trained T},
+    K in {K, round(1.5 K), 2 K} with K <= T. Returns ``{num_frames, steps, val_auc, grid}``."""
+    from procalign.eval import verification_auc
+
+    pairs, _, _ = P.evaluation_pairs(data.split("val"), [], "sampled", cfg.eval.val_pairs,
+                                     cfg.data.negatives, cfg.train.seed + 17)
+    same = np.array([bool(p.same) for p in pairs])
+    if len(set(same.tolist())) < 2:
+        raise ValueError("the validation pairs must hold both same and different pairs to "
+                         "choose the evaluation T and K (eval.tune_on_val)")
+    T0, K0 = int(cfg.data.num_frames), int(cfg.model.steps)
+    frames = sorted({16, 32, T0})
+    steps = sorted({K0, int(round(1.5 * K0)), 2 * K0})
+    grid: dict[str, float] = {}
+    model.eval()
+    for T in frames:
+        args = {**_clip_args(cfg), "T": T}
+        for K in (k for k in steps if k <= T):
+            d = P.clip_distances(lambda i: data.get(i).features, pairs, _embed(model),
+                                 lambda x, y, K=K: model.distance(x, y, K=K), **args)
+            grid[f"T={T},K={K}"] = float(verification_auc(d, same))
+    best = max(grid, key=grid.get)
+    T, K = (int(part.split("=")[1]) for part in best.split(","))
+    return {"num_frames": T, "steps": K, "val_auc": grid[best], "grid": grid,
+            "chosen_on": f"{len(pairs)} validation pairs of {len(data.split('val'))} held-out "
+                         "training videos"}
 
 
 def _clip_args(cfg: CPAConfig) -> dict[str, Any]:
@@ -529,7 +597,7 @@ def verify_pair(model: CPAModel, cfg: CPAConfig, a: np.ndarray, b: np.ndarray,
     from procalign.data.sampling import segment_indices
 
     d = cfg.data
-    K = model.steps if K is None else int(K)
+    K = int(cfg.model.steps) if K is None else int(K)
     T = d.num_frames
     if K > T:
         raise ValueError(f"K={K} steps cannot be mined from T={T} sampled frames (need K <= T)")

@@ -38,6 +38,7 @@ from procalign.data.views import augment_view, make_batches
 from procalign.eval import protocols as P
 from procalign.losses.lrprop import SDTW_VARIANTS, LRPropLoss
 from procalign.methods import METHODS
+from procalign.methods.auto import check_int_or_auto
 from procalign.methods.base import Recipe, TrainSpec
 from procalign.models.lrprop import EVAL_VIEWS, LRPropModel, embed_videos
 
@@ -86,7 +87,7 @@ class DataConfig(fset.DataConfig):
     actions: list[str] = field(default_factory=list)
     max_train_videos: int | None = None
     max_test_videos: int | None = None
-    num_frames: int = 80
+    num_frames: int | str = 80
     crop_min: float = 0.5
     augment: bool = True
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)
@@ -157,6 +158,9 @@ class EvalConfig:
         max_candidates: candidate videos per label in the retrieval / verification pool.
         controls: frame-alignment controls (``static``, ``shuffled``) reported with their gap.
         raw_baseline: also report the protocol on the raw (standardised) inputs.
+        fullres_baselines: also report it on the raw inputs after per-video normalisation and
+            temporal smoothing, the setting chosen on the training videos
+            (:meth:`LRPropRecipe.alignment_baselines`).
     """
 
     stride: int = 1
@@ -172,6 +176,7 @@ class EvalConfig:
     max_candidates: int | None = 20
     controls: list[str] = field(default_factory=lambda: ["static", "shuffled"])
     raw_baseline: bool = True
+    fullres_baselines: bool = True
 
 
 @dataclass
@@ -220,6 +225,7 @@ class LRPropRecipe(Recipe):
     name = "lrprop"
     config_cls = LRPropConfig
     protocols = ("frame_alignment", "video_level")
+    auto_frames = ("data.num_frames",)
 
     def validate(self, cfg: LRPropConfig) -> None:
         super().validate(cfg)
@@ -228,7 +234,7 @@ class LRPropRecipe(Recipe):
         for key in ("max_train_videos", "max_test_videos"):
             val = getattr(d, key)
             _check(val is None or val >= 2, f"data.{key}", "None or >= 2", val)
-        _check(d.num_frames >= 2, "data.num_frames", ">= 2", d.num_frames)
+        check_int_or_auto(d.num_frames, "data.num_frames", 2)
         _check(0 < d.crop_min <= 1, "data.crop_min", "in (0, 1]", d.crop_min)
         for key in ("scale", "rotation", "shift", "jitter", "noise"):
             _check(getattr(a, key) >= 0, f"data.augmentation.{key}", ">= 0", getattr(a, key))
@@ -448,6 +454,10 @@ class LRPropRecipe(Recipe):
                                      self.label_blind(cfg, models, info), "lrprop", progress)
         if cfg.eval.raw_baseline:
             rows += self.evaluate_inputs(cfg, data, classes)["metrics"]
+        chosen = None
+        if cfg.eval.fullres_baselines:
+            extra, chosen = self.alignment_baselines(cfg, data, classes, progress)
+            rows += extra
         flags = [
             f"{r['variant']}: tau_a gap to static input {r['value']:.3f} < 0.05: the frame index, "
             "not the frames, carries the alignment"
@@ -464,7 +474,56 @@ class LRPropRecipe(Recipe):
             "warnings": flags,
             "metrics": rows,
             "per_class": per_class,
+            **({"baselines": chosen} if chosen else {}),
         }
+
+    def alignment_baselines(self, cfg: LRPropConfig, data, classes: Sequence[str],
+                            progress: bool = False) -> tuple[list[dict], dict[str, Any]]:
+        """The strong model-free baselines of the alignment metrics: every frame of the raw
+        inputs after per-video ``center`` / ``standardize`` normalisation and a moving average
+        over ``width`` frames (:func:`procalign.eval.fullres.prepare`), the setting chosen by
+        DTW-alignment accuracy (then tau) on the *training* videos of the evaluated labels
+        (their phase labels; never the test videos'), then the same protocol on the test videos
+        (rows ``model=fullres_inputs``). Returns (rows, what was chosen and on what)."""
+
+        from procalign.eval.fullres import NORMS, WIDTHS, prepare
+
+        def prepared(norm, width):  # one model-free "embedder" for every label
+            return lambda xs: [prepare(np.asarray(x), norm, width, None) for x in xs]
+
+        # choose on the training videos of every label that has some with phase labels
+        val = {c: [v for v in data.split("train", c) if v.phases is not None]
+               for c in sorted({v.label for v in data.split("train")})}
+        val = {c: vs for c, vs in val.items() if len(vs) >= 2}
+        if not val:
+            return [], {}
+        e = cfg.eval
+        quick = dict(stride=e.stride, distance=e.distance, normalize=e.normalize, ks=e.ks,
+                     fractions=(), classifiers=(), max_pairs=min(e.max_pairs or 50, 50),
+                     controls=())
+        scores = {}
+        for norm in NORMS:
+            for width in WIDTHS:
+                per = P.frame_alignment(list(val), val, {},
+                                        {c: prepared(norm, width) for c in val},
+                                        data.num_phases, **quick)
+                acc = [m.get("dtw_alignment_accuracy", np.nan) for m in per.values()]
+                tau = [m.get("kendalls_tau[tau_a]", np.nan) for m in per.values()]
+                scores[(norm, width)] = (float(np.nanmean(acc)), float(np.nanmean(tau)))
+        (norm, width), (val_acc, val_tau) = max(scores.items(), key=lambda kv: kv[1])
+        fn = prepared(norm, width)
+        rows, _ = self._rows(cfg, data, classes, {c: fn for c in classes}, fn, "fullres_inputs",
+                             False)
+        for r in rows:
+            r["variant"] = r["variant"].replace("fullres_inputs,",
+                                                f"fullres_inputs,{norm},w={width},chosen_on_train,")
+        chosen = {"fullres_inputs": {"norm": norm, "width": width,
+                                     "train_dtw_alignment_accuracy": val_acc,
+                                     "train_tau_a": val_tau}}
+        return rows, {"chosen": chosen,
+                      "validation": f"DTW-alignment accuracy over pairs of the training videos "
+                                    f"of {len(val)} labels (settings chosen on them, never on "
+                                    "the test videos)"}
 
     def evaluate_inputs(self, cfg: LRPropConfig, data, classes: Sequence[str] | None = None):
         """The same protocol with the raw inputs as embeddings (no training)."""

@@ -40,6 +40,7 @@ from torch import nn
 import procalign.data.synthetic_regions  # noqa: F401  (registers the region sources)
 from procalign.config import OptimConfig, TrainConfig
 from procalign.data import featureset as fset
+from procalign.methods.auto import check_int_or_auto, is_auto
 from procalign.eval.keystep import keystep_scores, task_accuracy
 from procalign.eval.report import row
 from procalign.losses import sspl as T
@@ -101,7 +102,7 @@ class TeacherConfig:
             Fig. 2 middle / right); the teacher still selects the k states used at test time.
     """
 
-    k: int = 7
+    k: int | str = 7
     refit_every: int = 1
     kmeans_batch: int = 1024
     kmeans_iter: int = 50
@@ -290,6 +291,7 @@ class SSPLRecipe(Recipe):
     name = "sspl"
     config_cls = SSPLConfig
     protocols = ("keystep",)
+    auto_steps = (("teacher.k", "model.num_states"),)
 
     def validate(self, cfg: SSPLConfig) -> None:
         super().validate(cfg)
@@ -301,8 +303,8 @@ class SSPLRecipe(Recipe):
         _check(m.kernel % 2 == 1, "model.kernel", "odd", m.kernel)
         _check(0 <= m.levels <= 6, "model.levels", "in [0, 6]", m.levels)
         _check(m.pooling in POOLINGS, "model.pooling", f"one of {POOLINGS}", m.pooling)
-        _check(te.k >= 1, "teacher.k", ">= 1", te.k)
-        if te.k > m.num_states:
+        check_int_or_auto(te.k, "teacher.k")
+        if not is_auto(te.k) and te.k > m.num_states:
             raise ValueError(
                 f"config key 'teacher.k' ({te.k}) must be <= 'model.num_states' ({m.num_states}): "
                 "the k key-steps of a task are selected among the M k-means centres"

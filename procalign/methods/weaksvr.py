@@ -37,6 +37,7 @@ from procalign.data import featureset as fset
 from procalign.eval import protocols as P
 from procalign.losses import weaksvr as L
 from procalign.methods import METHODS
+from procalign.methods.auto import check_int_or_auto
 from procalign.methods.base import Recipe, TrainSpec
 from procalign.models.weaksvr import VIDEO_HEADS, WeakSVRModel
 
@@ -50,12 +51,13 @@ class DataConfig(fset.DataConfig):
     """Shared data settings plus WeakSVR's sampling.
 
     Attributes:
-        num_frames: N TSN segments, one frame each (the paper: 16).
+        num_frames: N TSN segments, one frame each (the paper: 16); ``auto``: chosen from the
+            training videos' lengths (:mod:`procalign.methods.auto`).
         clip_offsets, boundaries: the SVIP evaluation clips (as CPA).
         threshold_pairs: training pairs used to choose the verify threshold (EER point).
     """
 
-    num_frames: int = 16
+    num_frames: int | str = 16
     clip_offsets: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75])
     boundaries: str = "even"
     threshold_pairs: int = 400
@@ -281,6 +283,7 @@ class WeakSVRRecipe(Recipe):
     name = "weaksvr"
     config_cls = WeakSVRConfig
     protocols = ("clip_verification", "text_matching")
+    auto_frames = ("data.num_frames",)
 
     def validate(self, cfg: WeakSVRConfig) -> None:
         super().validate(cfg)
@@ -298,8 +301,7 @@ class WeakSVRRecipe(Recipe):
             *((x, "eval.distances entry", EVAL_DISTANCES) for x in e.distances),
         ):
             _choice(value, key, options)
-        if d.num_frames < 1:
-            raise ValueError(f"data.num_frames (N) must be >= 1, got {d.num_frames}")
+        check_int_or_auto(d.num_frames, "data.num_frames (N)")
         for key in ("coarse", "fine", "cls"):
             if getattr(c, key) < 0:
                 raise ValueError(f"loss.{key} must be >= 0, got {getattr(c, key)}")
@@ -419,7 +421,7 @@ class WeakSVRRecipe(Recipe):
         return P.clip_distances(lambda i: data.get(i).features, pairs, _video_embed(models[""]),
                                 _v_distance, **_clip_args(cfg))
 
-    def report_rows(self, cfg: WeakSVRConfig, length: int) -> np.ndarray:
+    def report_rows(self, cfg: WeakSVRConfig, length: int, info=None) -> np.ndarray:
         """The centre clip's T segment indices (what :meth:`report_frames` embeds)."""
         from procalign.data.sampling import segment_indices
 

@@ -76,7 +76,9 @@ class RunFolder:
         saved = self.saved_config(type(config))
         if saved is None or not resume:
             return []
-        diff = config_diff(saved, config, ignore=RUNTIME_KEYS)
+        # a key left to the data ("auto") is compared once it is chosen (train_run)
+        diff = [d for d in config_diff(saved, config, ignore=RUNTIME_KEYS)
+                if not d.endswith("-> auto")]
         if not diff:
             return []
         only_epochs = all(d.startswith("train.epochs:") for d in diff)
@@ -164,6 +166,10 @@ def train_run(
     t0 = time.perf_counter()
     with compute(config.train.threads):
         data = data if data is not None else recipe.load_data(config, run.path, progress)
+        chosen = recipe.resolve(config, data)
+        if chosen:  # the values chosen from the data must fit the run folder too
+            recipe.validate(config)
+            run.check(recipe.name, config, resume=resume, extend=extend)
         recipe.check_data(config, data)
         info = {"method": recipe.name, "procalign_version": procalign.__version__}
         info.update(recipe.describe(config, data))
@@ -233,6 +239,8 @@ def train_run(
             "parts": parts,
             "wall_seconds": time.perf_counter() - t0,
         }
+        if chosen:
+            summary["auto"] = chosen
         if finished:
             summary.update(recipe.finish(config, data, models, run.path))
         write_json(run.path / "summary.json", summary)

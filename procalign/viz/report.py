@@ -216,8 +216,8 @@ def pair_view(recipe, cfg, models, info, xa: np.ndarray, xb: np.ndarray, name_a:
         imgs.append(_png(f2))
         extra += "; below: frame-to-step probabilities of A over B's mined steps"
     if frames is not None:  # aligned source frames, step by step (CPA) or along the DTW path
-        rows_a = recipe.report_rows(cfg, len(xa))
-        rows_b = recipe.report_rows(cfg, len(xb))
+        rows_a = recipe.report_rows(cfg, len(xa), info)
+        rows_b = recipe.report_rows(cfg, len(xb), info)
         if bounds_a is not None:
             mid = [((bounds_a[k] + bounds_a[k + 1] - 1) // 2, (bounds_b[k] + bounds_b[k + 1] - 1) // 2)
                    for k in range(len(bounds_a) - 1)]

@@ -261,7 +261,12 @@ def test_cli_train_and_eval_on_synthetic_with_phase_metrics(tmp_path, capsys):
         "retrieval_precision@1",
         "verification_auc_pooled",
     } <= metrics
-    assert {m["model"] for m in report["metrics"]} == {"lrprop", "raw_inputs"}
+    assert {m["model"] for m in report["metrics"]} == {"lrprop", "raw_inputs", "fullres_inputs"}
+    # the normalised + smoothed inputs are chosen on the training videos and named by setting
+    chosen = report["baselines"]["chosen"]["fullres_inputs"]
+    assert chosen["norm"] in ("center", "standardize") and chosen["width"] in (1, 3, 5, 9, 15)
+    assert all(f"fullres_inputs,{chosen['norm']},w={chosen['width']},chosen_on_train" in m["variant"]
+               for m in report["metrics"] if m["model"] == "fullres_inputs")
     controls = {m.get("control") for m in report["metrics"] if m["metric"] == "kendalls_tau"}
     assert {"static", "shuffled", "gap_static", "gap_shuffled"} <= controls
     assert report["classes"] == ["1.1", "1.2"]

@@ -253,7 +253,7 @@ def predict(model: SSPLModel, xs: list[np.ndarray]) -> list[Prediction]:
     out = []
     with torch.no_grad():
         for x in xs:
-            o = model(torch.as_tensor(np.asarray(x, np.float32), device=dev)[None])
+            o = model(torch.as_tensor(np.array(x, np.float32), device=dev)[None])
             out.append(Prediction(o["scores"][0].double().cpu().numpy(),
                                   torch.softmax(o["logits"][0], 0).double().cpu().numpy(),
                                   o["f"][0].double().cpu().numpy()))
@@ -329,6 +329,18 @@ class SSPLRecipe(Recipe):
         if data.in_dim % r:
             raise ValueError(f"data.regions = {r} does not divide the input width {data.in_dim}")
         return int(r)
+
+    def load_data(self, cfg: SSPLConfig, run_dir, progress: bool):
+        """The run's videos, each labelled by its *task*: a folder's ``task`` column when it
+        has one (its ``label`` is then the procedure, several per task), else the label."""
+        from dataclasses import replace
+
+        data = super().load_data(cfg, run_dir, progress)
+        if data.videos and all(v.task for v in data.videos) and any(
+            str(v.task) != str(v.label) for v in data.videos
+        ):
+            data = replace(data, videos=[replace(v, label=str(v.task)) for v in data.videos])
+        return data
 
     def min_frames(self, cfg: SSPLConfig) -> tuple[int, str]:
         return 1, ""

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -107,3 +108,18 @@ def test_tune_on_val_chooses_eval_frames_and_steps_on_validation_pairs(tmp_path,
     x = np.random.default_rng(0).normal(size=(30, 16)).astype(np.float32)
     r = recipe.verify(cfg, models, info, x, x[::-1].copy(), None)
     assert (r["T"], r["K"]) == (setting["num_frames"], setting["steps"])
+
+
+def test_sspl_folder_config_takes_k_from_steps_and_tasks_from_the_task_column(tmp_path, capsys):
+    data, run = tmp_path / "data", tmp_path / "run"
+    assert main(["synth", str(data), "--tasks", "2", "--procedures", "2",
+                 "--videos-per-procedure", "4", "--frames", "24", "--dim", "8",
+                 "--steps-per-procedure", "4", "--quiet"]) == 0
+    config = Path(__file__).resolve().parents[2] / "configs" / "sspl_folder.yaml"
+    assert main(["train", "sspl", "--config", str(config), f"data.root={data}",
+                 "model.num_states=8", "model.hidden=8", "train.epochs=1",
+                 "teacher.kmeans_iter=5", "--out", str(run), "--quiet"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["auto"]["teacher.k"]["value"] == 4
+    meta = json.loads((run / "meta.json").read_text())
+    assert sorted(meta["classes"]) == ["1", "2"]  # the folder's tasks, not its 4 procedures

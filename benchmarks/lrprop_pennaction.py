@@ -96,6 +96,9 @@ def _args() -> argparse.Namespace:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=list(VARIANTS))
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    p.add_argument("--side-by-side", action="store_true",
+                   help="(re)compute the video-level rows with the previous rule (the query's class "
+                   "model) beside the label-blind ones, retraining runs whose folders are gone")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--lr", default="0.001")
     p.add_argument("--dim", type=int, default=64)
@@ -169,7 +172,18 @@ def label_blind_video_level(recipe, config_file: Path, overrides: list[str], run
         queries = [q for c in classes for q in data.split("test", c)[: cfg.eval.max_queries]]
         res = P.video_level(queries, pool, embed, distance=cfg.eval.distance,
                             normalize=cfg.eval.normalize, retrieval_ks=cfg.eval.retrieval_ks)
-    return res["per_label"]
+        out = res["per_label"]
+        # the previous rule, for the side-by-side comparison only: every candidate embedded by
+        # the model of the *query's* label (that choice reads the label: issue 20's leak)
+        for c in classes:
+            key = f"classes/{slug(c)}"
+            own = recipe.label_blind(cfg, {key: models[key]}, {"classes": [c]})
+            q = [v for v in queries if v.label == c]
+            old = P.video_level(q, pool, own, distance=cfg.eval.distance,
+                                normalize=cfg.eval.normalize, retrieval_ks=cfg.eval.retrieval_ks)
+            out.setdefault(c, {}).update(
+                {f"query_class_model/{k}": v for k, v in old["per_label"].get(c, {}).items()})
+    return out
 
 
 def main() -> int:
@@ -217,7 +231,8 @@ def main() -> int:
                         sel = [f"data.actions=[{action}]"] if action else []
                         run_dir = out / "runs" / part / model / variant / f"seed{seed}" / (action or "all")
                         run_dirs[action] = run_dir
-                        if (action in have) or (action is None and have):
+                        redo = args.side_by_side and not (run_dir / "summary.json").is_file()
+                        if ((action in have) or (action is None and have)) and not redo:
                             continue
                         t0 = time.perf_counter()
                         rec = run_one(recipe, config_file, over + extra + sel, variant, run_dir)
@@ -230,11 +245,12 @@ def main() -> int:
                         print(f"[{time.strftime('%H:%M:%S')}] {part} {action or ''} {key}: tau_a={tau:.3f} "
                               f"({time.perf_counter() - t0:.0f} s)", flush=True)
                     if part == "pennaction" and VARIANTS[variant] is not None and len(run_dirs) > 1 \
-                            and not have.get("_label_blind"):
+                            and (not have.get("_label_blind") or (
+                                args.side_by_side and not have["_label_blind"].get("side_by_side"))):
                         video = label_blind_video_level(recipe, config_file, over + extra, run_dirs)
                         for label, res in video.items():
                             have.setdefault(label, {}).update(res)
-                        have["_label_blind"] = {"models": len(run_dirs)}
+                        have["_label_blind"] = {"models": len(run_dirs), "side_by_side": True}
                         path.write_text(json.dumps(saved, indent=1) + "\n")
     for name in ("lrprop_penn", "lrprop_synthetic"):
         try:

@@ -183,6 +183,37 @@ def render_lrprop_penn(data: dict) -> str:
                                           data["seeds"], data["models"])
 
 
+def render_lrprop_video(data: dict) -> str:
+    """Issue 20's side by side: the same trained models, video-level metrics with one
+    label-blind embedding vs the previous rule (candidates embedded by the query's class model)."""
+    runs = data["results"]["pennaction"]
+    cols = (("retrieval_precision@1", "P@1"), ("verification_auc", "AUC"))
+    lines = ["| model | variant | " + " | ".join(f"{c}, label-blind" for _, c in cols) + " | "
+             + " | ".join(f"{c}, query's class model (old)" for _, c in cols) + " |",
+             "|" + "---|" * (2 + 2 * len(cols))]
+    for model in data["models"]:
+        for variant, label in LRPROP_VARIANTS:
+            keys = [f"{model}/{variant}/seed{s}" for s in data["seeds"]]
+            keys = [k for k in keys if k in runs and any(
+                "query_class_model/verification_auc" in v for c, v in runs[k].items()
+                if not c.startswith("_"))]
+            if not keys:
+                continue
+            cells = []
+            for prefix in ("", "query_class_model/"):
+                for metric, _ in cols:
+                    per_seed = []
+                    for k in keys:
+                        vals = [v.get(prefix + metric) for c, v in runs[k].items()
+                                if not c.startswith("_") and isinstance(v, dict)]
+                        vals = [x for x in vals if x is not None]
+                        per_seed.append(statistics.mean(vals) if vals else None)
+                    cells.append(mean_std(per_seed))
+            name = "with positions" if model == "positions" else "no positions"
+            lines.append(f"| {name} | {label} | " + " | ".join(cells) + " |")
+    return _command(data) + "\n".join(lines) + "\n"
+
+
 def render_lrprop_synthetic(data: dict) -> str:
     return _command(data) + _lrprop_table(data["results"]["synthetic"], SYNTH_COLUMNS,
                                           data["seeds"], data["models"])
@@ -429,6 +460,7 @@ RENDERERS = {
     "cpa_quality": ("cpa_sv", render_cpa_quality),
     "lrprop_penn": ("lrprop", render_lrprop_penn),
     "lrprop_synthetic": ("lrprop", render_lrprop_synthetic),
+    "lrprop_video": ("lrprop", render_lrprop_video),
     "weaksvr_sv": ("weaksvr", render_weaksvr_sv),
     "weaksvr_matching": ("weaksvr", render_weaksvr_matching),
     "weaksvr_fine": ("weaksvr", render_weaksvr_fine),

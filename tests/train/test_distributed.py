@@ -27,10 +27,9 @@ from safetensors.torch import load_file
 from tests.methods.test_contract import TINY
 
 ROOT = Path(__file__).resolve().parents[2]
-# no dropout, centre step features: the only randomness is the batches (a function of the seed);
-# all pairs positive: every CPA term is then a mean over the rows of a batch (docs/scaling.md)
+# no dropout, centre step features: the only randomness is the batches (a function of the seed)
 CPA = [*TINY["cpa"][:-1], "eval.distances=[cpa]", "train.epochs=2", "train.batch_size=6",
-       "model.step_features=center", "train.eval_every=0", "data.positive_fraction=1.0"]
+       "model.step_features=center", "train.eval_every=0"]
 LRPROP = [*TINY["lrprop"], "model.dropout=0.0", "train.epochs=2", "train.batch_size=2",
           "eval.max_queries=1"]
 

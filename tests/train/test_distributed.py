@@ -109,8 +109,8 @@ def test_cpa_two_gloo_ranks_under_torchrun_match_one_process(tmp_path):
     """``torchrun --nproc_per_node=2 procalign train cpa ...`` with no other change."""
     _one("cpa", CPA, tmp_path / "one")
     res = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-         "--master_port", str(_port()), "-m", "procalign.cli.main",
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "procalign.cli.main",
          *_train_cmd("cpa", CPA, tmp_path / "two")[2:]],
         env=_env(), capture_output=True, text=True, cwd=ROOT, timeout=150,
     )

@@ -205,3 +205,12 @@ def test_sharding_weights_reproduce_the_mean_of_one_process():
     assert abs(total - 3.0) < 1e-9
     with pytest.raises(ValueError, match="different leading sizes"):
         dd.shard_batch({"a": torch.zeros(2), "b": torch.zeros(3)}, 0, 2)
+
+
+@pytest.mark.slow
+def test_sspl_two_ranks_split_the_rows_like_one_process(tmp_path):
+    args = [*TINY["sspl"], "train.epochs=2", "train.batch_size=4"]
+    _one("sspl", args, tmp_path / "one")
+    for code, err in _wait(_ranks("sspl", args, tmp_path / "two")):
+        assert code == 0, err[-3000:]
+    _same(_weights(tmp_path / "one"), _weights(tmp_path / "two"))

@@ -262,6 +262,11 @@ class TrainConfig:
             epochs (1 when unset) and keeps the best epoch's weights.
         patience: with a validation split, stop after this many evaluations without a new
             best (0 = train every epoch).
+        accumulate: batches per optimiser step (their mean loss; gradient accumulation). Under
+            ``torchrun --nproc_per_node=N`` a method that gives each rank whole batches (LRProp,
+            WeakSVR) steps on N x accumulate batches, as one process with N x accumulate does;
+            the others split every batch's rows over the ranks (the global batch stays
+            ``batch_size``). See docs/scaling.md.
     """
 
     epochs: int = 20
@@ -274,6 +279,7 @@ class TrainConfig:
     per_class: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     val_fraction: float = 0.0
     patience: int = 0
+    accumulate: int = 1
 
 
 #: Keys that say how a run is executed, not what it computes: a rerun may change them.
@@ -306,5 +312,8 @@ def validate_shared(optim: OptimConfig, train: TrainConfig) -> None:
         raise ValueError(f"train.val_fraction must be in [0, 1), got {train.val_fraction}")
     if isinstance(train.patience, bool) or not isinstance(train.patience, int) or train.patience < 0:
         raise ValueError(f"train.patience must be an integer >= 0, got {train.patience!r}")
+    acc = getattr(train, "accumulate", 1)
+    if isinstance(acc, bool) or not isinstance(acc, int) or acc < 1:
+        raise ValueError(f"train.accumulate must be an integer >= 1, got {acc!r}")
     if not isinstance(train.per_class, dict):
         raise ValueError(f"train.per_class must be a mapping, got {train.per_class!r}")

@@ -134,6 +134,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--overwrite", action="store_true", help="re-extract everything, even with other settings"
     )
     p.add_argument(
+        "--ray", action="store_true",
+        help="run the shards as Ray Data tasks (procalign[ray]; RAY_ADDRESS or a local instance)",
+    )
+    p.add_argument("--ray-workers", type=int, default=2,
+                   help="Ray actors extracting at once (default 2)")
+    p.add_argument("--ray-shards", type=int, default=None,
+                   help="shards for --ray (default 4 per worker)")
+    p.add_argument(
         "--no-progress", "--quiet", dest="no_progress", action="store_true",
         help="hide the progress bar",
     )
@@ -225,24 +233,47 @@ def _run(args: argparse.Namespace) -> int:
         resize = ResizePolicy("fixed", args.size, None)
     else:
         resize = ResizePolicy("none", None, None)
+    common = dict(
+        sampling=sampling,
+        resize=resize,
+        batch_size=args.batch_size or auto_batch_size(resize),
+        device=args.device,
+        overwrite=args.overwrite,
+        workers=args.workers,
+        prefetch=args.prefetch,
+        dtype="float16" if args.float16 else "float32",
+        frame_folder_sampling=folder_sampling,
+        allow_truncated=args.allow_truncated,
+    )
+    if args.ray:
+        if args.shard != "0/1":
+            raise ValueError("--ray cuts the work into --ray-shards itself; leave out --shard")
+        if args.overwrite:
+            raise ValueError("--overwrite and --ray exclude each other (shards would race to "
+                             "remove the old manifests); overwrite without --ray first")
+        if args.ray_workers < 1 or (args.ray_shards is not None and args.ray_shards < 1):
+            raise ValueError("--ray-workers and --ray-shards must be >= 1")
+        from procalign.integrations.ray import extract_with_ray
+
+        n = args.ray_shards or 4 * args.ray_workers
+        common.pop("overwrite")
+        got = extract_with_ray(args.input, args.out_dir, n, name, kwargs,
+                               actors=args.ray_workers, **common)
+        print(
+            f"extract: {got['extracted']} extracted, {got['skipped']} already cached, "
+            f"{got['failed']} failed, in {got['shards']} Ray shard(s); encoder {name}; "
+            f"manifests {args.out_dir}/manifest.shard-*-of-{n}.json"
+        )
+        return 1 if got["failed"] else 0
     sources = discover_sources(args.input, prefer=kind)
     report = extract_features(
         sources,
         args.out_dir,
         encoder,
         extractor=name,
-        sampling=sampling,
-        resize=resize,
-        batch_size=args.batch_size or auto_batch_size(resize),
-        device=args.device,
         shard=shard,
-        overwrite=args.overwrite,
         progress=not args.no_progress,
-        workers=args.workers,
-        prefetch=args.prefetch,
-        dtype="float16" if args.float16 else "float32",
-        frame_folder_sampling=folder_sampling,
-        allow_truncated=args.allow_truncated,
+        **common,
     )
     rate = f", {report.frames / report.seconds:.0f} frames/s" if report.seconds > 0 else ""
     print(

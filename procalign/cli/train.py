@@ -13,7 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train",
         help="train a method (" + ", ".join(METHOD_NAMES) + ") from a YAML config plus key=value overrides",
         description="Train a method. A run folder keeps config.yaml, meta.json, log.jsonl, "
-        "checkpoints and model.safetensors. Running the same command again resumes from the last "
+        "checkpoints and model.safetensors. Under `torchrun --nproc_per_node=N procalign train ...` "
+        "the N processes train one run together (docs/scaling.md). Running the same command again resumes from the last "
         "checkpoint; a rerun with other settings is refused (the run is left as it was). Without "
         "--config, an existing run's own config.yaml is the base.",
     )
@@ -53,9 +54,13 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(dump_yaml(config), end="")
         return 0
+    from procalign.train import distributed as dd
+
     summary = train_run(
         recipe, config, run_dir, resume=not args.no_resume, extend=args.extend,
         progress=not args.quiet,
     )
-    print(json.dumps(summary, indent=2, default=str))
+    if dd.is_main():  # under torchrun, rank 0 alone reports
+        print(json.dumps(summary, indent=2, default=str))
+    dd.shutdown()
     return 0

@@ -349,21 +349,35 @@ class CPALoss(nn.Module):
         zero = F1.sum() * 0.0
         l_step = l_align = l_task = zero
         out = None
+        # a rank's slice of a bigger batch (torchrun; procalign.train.distributed): the terms
+        # are sums over the slice divided by the *batch's* counts, times B / rows (the loop
+        # weights a slice's loss by rows / B), so the ranks' step is the one-process step
+        part = _slice_counts(batch, F1.shape[0])
         if bool(same.any()) and (self.w_align > 0 or self.w_step > 0 or model.task == "quality"):
             out = model.pair(F1[same], F2[same])
-            l_align = align_loss(out["distance"])
+            if part is None:
+                l_align = align_loss(out["distance"])
+            else:
+                l_align = out["distance"].sum() * part["pos"]
             if out["values"] is not None:
-                l_step = step_loss(out["values"])
+                l_step = step_loss(out["values"]) if part is None else -out["values"].sum() * part["pos"]
         if model.task == "verification":
             if model.classifier is not None and self.w_task > 0:
                 logits = model.video_logits(torch.cat([F1, F2]))
                 labels = torch.cat([batch["labels_1"], batch["labels_2"]])
-                l_task = cross_entropy_loss(logits, labels)
+                if part is None:
+                    l_task = cross_entropy_loss(logits, labels)
+                else:
+                    l_task = Fn.cross_entropy(logits, labels.long(), ignore_index=-1,
+                                              reduction="sum") * part["labels"]
                 logs["acc"] = float((logits.argmax(-1) == labels).float().mean())
         elif out is not None:
             target = (batch["scores_1"][same] - batch["scores_2"][same]) / self.score_scale
             pred = model.score_delta(F1[same], F2[same], out["bounds_1"], out["bounds_2"])
-            l_task = score_regression_loss(pred, target)
+            if part is None:
+                l_task = score_regression_loss(pred, target)
+            else:
+                l_task = ((pred - target.to(pred.dtype)) ** 2).sum() * part["pos"]
         loss = self.w_task * l_task + self.w_align * l_align + self.w_step * l_step
         logs.update(
             l_task=float(l_task.detach()),
@@ -371,3 +385,15 @@ class CPALoss(nn.Module):
             l_step=float(l_step.detach()),
         )
         return loss, logs
+
+
+def _slice_counts(batch: dict[str, Tensor], rows: int) -> dict[str, float] | None:
+    """For a slice of a batch (``rows`` of its ``rows_total``): the factors ``B / (rows x
+    count)`` that turn sums over the slice into its share of the batch's means (``pos``: over
+    positive pairs, ``labels``: over known labels of both videos); None for a whole batch."""
+    total = batch.get("rows_total")
+    if total is None or not len(total) or int(total[0]) == rows:
+        return None
+    B = float(total[0])
+    pos, labels = float(batch["pos_total"][0]), float(batch["labels_total"][0])
+    return {"pos": B / (rows * max(pos, 1.0)), "labels": B / (rows * max(labels, 1.0))}

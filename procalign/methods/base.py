@@ -46,6 +46,9 @@ class TrainSpec:
         summary: facts about the part for ``summary.json``.
         select: an ``eval_fn`` metric (higher is better) whose best epoch's weights the run
             keeps (:func:`procalign.train.loop.fit`); None keeps the last epoch's.
+        shard: how ranks of a torchrun job share a step (:func:`procalign.train.loop.fit`):
+            ``"items"`` (the rows of each batch; a loss that is a mean over rows) or
+            ``"batches"`` (whole batches; a loss that couples the rows of a batch).
     """
 
     loss: Callable[[nn.Module, Any], Any]
@@ -57,6 +60,7 @@ class TrainSpec:
     eval_fn: Callable[[nn.Module, int], dict[str, float]] | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     select: str | None = None
+    shard: str = "items"
 
 
 class Recipe:

@@ -215,7 +215,9 @@ def make_batches(data: fset.FeatureSet, cfg: CPAConfig, classes: list[str]):
     """``epoch -> list of batches``, deterministic in (train.seed, epoch).
 
     A batch holds ``x1``, ``x2`` (B, T, D_in), ``same`` (B,), ``labels_1``, ``labels_2`` (B,)
-    (class index, -1 unknown) and, for quality, ``scores_1``, ``scores_2`` (B,).
+    (class index, -1 unknown) and, for quality, ``scores_1``, ``scores_2`` (B,); ``rows_total``,
+    ``pos_total``, ``labels_total`` (B,) repeat the batch's rows, positive pairs and known
+    labels on every row, so that a rank training on a slice weights its terms as one process.
     """
     from procalign.data.pairs import PairSampler
     from procalign.data.records import VideoRecord
@@ -252,6 +254,11 @@ def make_batches(data: fset.FeatureSet, cfg: CPAConfig, classes: list[str]):
                 "labels_2": torch.tensor([cls.get(v.label, -1) for v in b_]),
                 "same": torch.tensor([bool(p.same) for p in pairs[s : s + cfg.train.batch_size]]),
             }
+            # the batch's counts on every row, so a rank's slice (torchrun) knows them
+            n, k = len(a_), int(batch["same"].sum())
+            known = int((batch["labels_1"] >= 0).sum() + (batch["labels_2"] >= 0).sum())
+            batch.update(rows_total=torch.full((n,), n), pos_total=torch.full((n,), k),
+                         labels_total=torch.full((n,), known))
             if quality:
                 batch.update(scores_1=torch.tensor([v.score or 0.0 for v in a_]),
                              scores_2=torch.tensor([v.score or 0.0 for v in b_]))

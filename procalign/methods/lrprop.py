@@ -374,7 +374,8 @@ class LRPropRecipe(Recipe):
         summary = {"label": label, "train_videos": len(train), "num_frames": T,
                    "lambda1": lambda1, "lambda2": lambda2}
         return TrainSpec(loss_fn, batches, seed, cfg.optim, cfg.train.epochs,
-                         {"label": label, "in_dim": str(data.in_dim)}, summary=summary)
+                         {"label": label, "in_dim": str(data.in_dim)}, summary=summary,
+                         shard="batches")  # L_prop / L_sdtw couple the videos of a batch
 
     def _agnostic_trainer(self, cfg: LRPropConfig, data, info, model: nn.Module) -> TrainSpec:
         """One model, every training class; each batch holds videos of one class, the batches
@@ -410,7 +411,8 @@ class LRPropRecipe(Recipe):
         summary = {"label": "all", "train_classes": classes,
                    "train_videos": sum(len(v) for v in per.values()), "num_frames": T}
         return TrainSpec(loss_fn, batches, seed, cfg.optim, cfg.train.epochs,
-                         {"label": "all", "in_dim": str(data.in_dim)}, summary=summary)
+                         {"label": "all", "in_dim": str(data.in_dim)}, summary=summary,
+                         shard="batches")
 
     # ----------------------------------------------------------------- evaluation
     def eval_classes(self, info) -> list[str]:

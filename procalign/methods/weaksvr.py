@@ -368,6 +368,7 @@ class WeakSVRRecipe(Recipe):
             {"text_encoder": str(info["text_encoder"])},
             eval_fn,
             {"text_encoder": info["text_encoder"], "text_pretrained": info["text_pretrained"]},
+            shard="batches",  # the video-text contrast couples the rows of a batch
         )
 
     def finish(self, cfg: WeakSVRConfig, data, models, run_dir: Path) -> dict[str, Any]:

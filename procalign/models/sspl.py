@@ -167,6 +167,6 @@ class SSPLModel(nn.Module):
         dev = self.in_mean.device
         out = []
         for x in xs:
-            y = self.regions_of(torch.as_tensor(np.asarray(x, np.float32), device=dev)[None])
+            y = self.regions_of(torch.as_tensor(np.array(x, np.float32), device=dev)[None])
             out.append(self.attend(y)[0][0].double().cpu().numpy())
         return out

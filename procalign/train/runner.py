@@ -66,13 +66,24 @@ class RunFolder:
     def part_dir(self, part: str) -> Path:
         return self.path / part if part else self.path
 
-    def check(self, method: str, config: Any, *, resume: bool, extend: bool) -> list[str]:
-        """Refuse (RunConflict) a config that does not belong to this run; returns the diff."""
+    def check(
+        self, method: str, config: Any, *, resume: bool, extend: bool, world_size: int = 1
+    ) -> list[str]:
+        """Refuse (RunConflict) a config that does not belong to this run; returns the diff.
+
+        A run resumes only under the world size (processes of ``torchrun``) it started with."""
         meta = self.meta()
         if meta is not None and meta.get("method") not in (None, method):
             raise RunConflict(
                 f"{self.path} is a {meta['method']!r} run, not {method!r}; use another --out folder"
             )
+        if meta is not None and resume:
+            from procalign.train.loop import check_world_size
+
+            try:
+                check_world_size(int(meta.get("world_size", 1)), world_size, self.path)
+            except ValueError as exc:
+                raise RunConflict(str(exc)) from None
         saved = self.saved_config(type(config))
         if saved is None or not resume:
             return []
@@ -158,33 +169,49 @@ def train_run(
     ``resume=False`` starts the folder over; ``data`` reuses an already loaded FeatureSet.
     """
     import procalign
+    from procalign.train import distributed as dd
 
     recipe.validate(config)
     run = RunFolder(run_dir)
-    run.check(recipe.name, config, resume=resume, extend=extend)
-    device = resolve_device(config.train.device)
+    device = dd.local_device(resolve_device(config.train.device))
+    dd.init_from_env(device)  # torchrun: join the process group (gloo on CPU, nccl on CUDA)
+    main, world = dd.is_main(), dd.world_size()
+    dd.main_decides(lambda: run.check(recipe.name, config, resume=resume, extend=extend,
+                                      world_size=world), "checking the run folder")
     t0 = time.perf_counter()
     with compute(config.train.threads):
-        data = data if data is not None else recipe.load_data(config, run.path, progress)
-        chosen = recipe.resolve(config, data)
+        if data is None:  # rank 0 first: features computed on the fly are cached once
+            if main:
+                data = recipe.load_data(config, run.path, progress)
+            dd.barrier("loading the data on rank 0")
+            if not main:
+                data = recipe.load_data(config, run.path, False)
+        chosen = recipe.resolve(config, data)  # the same data: the same choice on every rank
         if chosen:  # the values chosen from the data must fit the run folder too
             recipe.validate(config)
-            run.check(recipe.name, config, resume=resume, extend=extend)
+            dd.main_decides(lambda: run.check(recipe.name, config, resume=resume, extend=extend,
+                                              world_size=world), "checking the run folder")
         recipe.check_data(config, data)
         info = {"method": recipe.name, "procalign_version": procalign.__version__}
         info.update(recipe.describe(config, data))
-        run.write_start(config, info, fresh=not resume)
+        if world > 1:
+            info["world_size"] = world
+        dd.main_decides(lambda: run.write_start(config, info, fresh=not resume),
+                        "writing the run folder")
         models = recipe.build(config, info)
         parts = []
         for part, model in models.items():
             part_dir = run.part_dir(part)
             spec = recipe.trainer(config, data, info, part, model)
             model.to(device)
-            if resume and _finished(part_dir, spec.epochs):
-                load_weights(model, part_dir / "model.safetensors")
+            done = resume and dd.main_decides(lambda: _finished(part_dir, spec.epochs))
+            if done:
+                dd.main_decides(lambda: load_weights(model, part_dir / "model.safetensors")
+                                and None)
+                dd.broadcast_tensors(model.state_dict().values(), "sharing trained weights")
                 parts.append({"part": part, "status": "already trained", **spec.summary})
                 continue
-            if progress and len(models) > 1:
+            if progress and main and len(models) > 1:
                 print(f"{recipe.name}: training {part}", flush=True)
             opt = _optimizer(model, spec.optim)
             sched = (
@@ -205,11 +232,13 @@ def train_run(
                 resume=resume,
                 seed=spec.seed,
                 grad_clip=spec.optim.grad_clip,
-                progress=progress,
+                progress=progress and main,
                 metadata={"method": recipe.name, **spec.metadata},
                 stop_after_epoch=config.train.stop_after_epoch,
                 select=spec.select,
                 patience=getattr(config.train, "patience", 0),
+                shard=spec.shard,
+                accumulate=getattr(config.train, "accumulate", 1),
             )
             times = result.seconds_per_epoch
             parts.append(
@@ -241,6 +270,10 @@ def train_run(
         }
         if chosen:
             summary["auto"] = chosen
+        if world > 1:
+            summary["world_size"] = world
+        if not main:  # rank 0 alone chooses thresholds and writes the summary
+            return summary
         if finished:
             summary.update(recipe.finish(config, data, models, run.path))
         write_json(run.path / "summary.json", summary)

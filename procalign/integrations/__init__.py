@@ -1,0 +1,1 @@
+"""Bridges to outside execution engines (optional extras): :mod:`procalign.integrations.ray`."""

@@ -434,7 +434,10 @@ def _method_subverb(name: str) -> None:
     """``procalign eval METHOD --run DIR [key=value ...]`` for every registered method."""
 
     def add(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--run", required=True, help=f"run folder of `procalign train {name}`")
+        # --run-dir: the spelling torchrun lets through (its parser takes --run for an
+        # abbreviation of its own --run-path and stops)
+        p.add_argument("--run", "--run-dir", dest="run", required=True,
+                       help=f"run folder of `procalign train {name}` (--run-dir under torchrun)")
         p.add_argument("overrides", nargs="*", help="config overrides, e.g. eval.max_pairs=100")
         p.add_argument(
             "--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bars"

@@ -5,8 +5,9 @@
 * the pair-scoring core (:func:`procalign.eval.protocols.pair_distances`) and the per-class
   loop of :func:`~procalign.eval.protocols.frame_alignment` under 2 ranks return what one
   process returns (the same batches: bit-identical);
-* ``torchrun --nproc_per_node=2 -m procalign.cli.main eval cpa --run DIR`` writes the report of
-  one process (rank 0 alone writes and prints).
+* ``torchrun --nproc_per_node=2 -m procalign.cli.main eval cpa --run-dir DIR`` writes the
+  report of one process (rank 0 alone writes and prints). (torchrun's own parser rejects
+  ``--run``, an abbreviation of its ``--run-path``.)
 """
 
 from __future__ import annotations
@@ -153,8 +154,9 @@ def test_cpa_eval_under_torchrun_two_ranks_matches_one_process(tmp_path):
          "--quiet"], env=_env(), capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     # 3 clips, 9 clips a call: 3 pairs a batch, so each rank scores several batches
-    ev = ["eval", "cpa", "--run", str(run), "eval.batch_size=9", "--quiet"]
-    one = subprocess.run([sys.executable, "-m", "procalign.cli.main", *ev, "--out",
+    ev = ["eval", "cpa", "--run-dir", str(run), "eval.batch_size=9", "--quiet"]
+    one = subprocess.run([sys.executable, "-m", "procalign.cli.main", "eval", "cpa", "--run",
+                          str(run), "eval.batch_size=9", "--quiet", "--out",
                           str(tmp_path / "one.json")], env=_env(), capture_output=True,
                          text=True, cwd=ROOT, timeout=120)
     assert one.returncode == 0, one.stderr[-2000:]

@@ -177,3 +177,27 @@ def test_cpa_eval_under_torchrun_two_ranks_matches_one_process(tmp_path):
         for k in va:
             assert abs(va[k] - vb[k]) <= 1e-9, (k, va[k], vb[k])
     assert json.loads((tmp_path / "two.json").read_text())["num_pairs"] == 40
+
+
+@pytest.mark.slow
+def test_cpa_training_time_eval_is_split_and_every_epoch_matches_one_process(tmp_path):
+    """eval_fn during torchrun training scores its pairs split over the ranks (every rank runs
+    it, no rank waits): the per-epoch metrics are one process's on the same weights."""
+    from tests.train.test_distributed import CPA
+
+    args = [*CPA[:-1], "train.eval_every=1", "eval.batch_size=9", "eval.num_pairs=30"]
+    cmd = ["-m", "procalign.cli.main", "train", "cpa", *args, "--quiet", "--out"]
+    one = subprocess.run([sys.executable, *cmd, str(tmp_path / "one")], env=_env(),
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc_per_node=2", *cmd, str(tmp_path / "two")], env=_env(),
+                         capture_output=True, text=True, cwd=ROOT, timeout=150)
+    assert two.returncode == 0, two.stderr[-3000:]
+    h1 = json.loads((tmp_path / "one" / "history.json").read_text())
+    h2 = json.loads((tmp_path / "two" / "history.json").read_text())
+    keys = [k for k in h1[-1] if k.startswith("eval/")]
+    assert keys and len(h1) == len(h2) == 2
+    for a, b in zip(h1, h2):
+        for k in keys:  # the weights agree to ~1e-6 (tests/train), so do the metrics
+            assert abs(a[k] - b[k]) < 1e-4, (k, a[k], b[k])

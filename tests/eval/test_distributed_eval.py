@@ -201,3 +201,35 @@ def test_cpa_training_time_eval_is_split_and_every_epoch_matches_one_process(tmp
     for a, b in zip(h1, h2):
         for k in keys:  # the weights agree to ~1e-6 (tests/train), so do the metrics
             assert abs(a[k] - b[k]) < 1e-4, (k, a[k], b[k])
+
+
+@pytest.mark.slow
+def test_lrprop_eval_under_torchrun_splits_the_classes_and_matches_one_process(tmp_path):
+    """LRProp's frame alignment: each rank evaluates one of the 2 classes (one model each)."""
+    from tests.train.test_distributed import LRPROP
+
+    run = tmp_path / "run"
+    res = subprocess.run(
+        [sys.executable, "-m", "procalign.cli.main", "train", "lrprop", *LRPROP, "--out",
+         str(run), "--quiet"], env=_env(), capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    one = subprocess.run([sys.executable, "-m", "procalign.cli.main", "eval", "lrprop", "--run",
+                          str(run), "--quiet", "--out", str(tmp_path / "one.json")], env=_env(),
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "procalign.cli.main", "eval", "lrprop", "--run-dir", str(run), "--quiet",
+         "--out", str(tmp_path / "two.json")],
+        env=_env(), capture_output=True, text=True, cwd=ROOT, timeout=150)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stderr.count("report written to") == 1
+
+    def values(name):
+        rows = json.loads((tmp_path / name).read_text())["metrics"]
+        return {(r["metric"], r["variant"], r.get("control")): r["value"] for r in rows}
+
+    a, b = values("one.json"), values("two.json")
+    assert a.keys() == b.keys() and len(a) >= 10
+    for k in a:
+        assert a[k] == b[k] or abs(a[k] - b[k]) <= 1e-9 or (a[k] != a[k] and b[k] != b[k]), k

@@ -445,9 +445,8 @@ def _method_subverb(name: str) -> None:
 
     def run(args: argparse.Namespace) -> dict[str, Any]:
         from procalign.methods import load_recipes
-        from procalign.train.runner import evaluate_run
-
         from procalign.train import distributed as dd
+        from procalign.train.runner import evaluate_run
 
         recipe = load_recipes().build(name)
         report = evaluate_run(

@@ -181,7 +181,8 @@ def pair_distances(
             out.append(d.mean(1).cpu())
         return out
 
-    return torch.cat(split_gather(len(starts), score, "gathering the pair distances")).double().numpy()
+    out = split_gather(len(starts), score, "gathering the pair distances")
+    return torch.cat(out).double().numpy()
 
 
 def verification_rows(

@@ -53,8 +53,8 @@ __all__ = [
     "local_only",
     "rank",
     "shard_batch",
-    "splits_work",
     "split_gather",
+    "splits_work",
     "world_size",
 ]
 

@@ -145,10 +145,10 @@ def _values(report: dict) -> dict[tuple[str, str], float]:
 
 @pytest.mark.slow
 def test_cpa_eval_under_torchrun_two_ranks_matches_one_process(tmp_path):
-    from tests.methods.test_contract import TINY
+    from tests.train.test_distributed import CPA
 
     run = tmp_path / "run"
-    args = [*TINY["cpa"], "train.epochs=1", "eval.num_pairs=40"]
+    args = [*CPA, "train.epochs=1", "eval.num_pairs=30"]  # no eval during training
     res = subprocess.run(
         [sys.executable, "-m", "procalign.cli.main", "train", "cpa", *args, "--out", str(run),
          "--quiet"], env=_env(), capture_output=True, text=True, cwd=ROOT, timeout=120)
@@ -176,7 +176,7 @@ def test_cpa_eval_under_torchrun_two_ranks_matches_one_process(tmp_path):
         assert va.keys() == vb.keys() and len(va) >= 4
         for k in va:
             assert abs(va[k] - vb[k]) <= 1e-9, (k, va[k], vb[k])
-    assert json.loads((tmp_path / "two.json").read_text())["num_pairs"] == 40
+    assert json.loads((tmp_path / "two.json").read_text())["num_pairs"] == 30
 
 
 @pytest.mark.slow

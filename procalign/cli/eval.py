@@ -434,7 +434,10 @@ def _method_subverb(name: str) -> None:
     """``procalign eval METHOD --run DIR [key=value ...]`` for every registered method."""
 
     def add(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--run", required=True, help=f"run folder of `procalign train {name}`")
+        # --run-dir: the spelling torchrun lets through (its parser takes --run for an
+        # abbreviation of its own --run-path and stops)
+        p.add_argument("--run", "--run-dir", dest="run", required=True,
+                       help=f"run folder of `procalign train {name}` (--run-dir under torchrun)")
         p.add_argument("overrides", nargs="*", help="config overrides, e.g. eval.max_pairs=100")
         p.add_argument(
             "--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bars"
@@ -442,12 +445,15 @@ def _method_subverb(name: str) -> None:
 
     def run(args: argparse.Namespace) -> dict[str, Any]:
         from procalign.methods import load_recipes
+        from procalign.train import distributed as dd
         from procalign.train.runner import evaluate_run
 
         recipe = load_recipes().build(name)
         report = evaluate_run(
             recipe, args.run, tuple(args.overrides), progress=not args.quiet
         )
+        if not dd.is_main():  # under torchrun, rank 0 alone reports
+            return report
         if "pairs" in report:
             print(f"pairs: {report['pairs']}", file=sys.stderr)
         for note in report.get("warnings", []):
@@ -496,6 +502,12 @@ def _run(args: argparse.Namespace) -> int:
         args.eval_parser.print_help()
         return 2
     result = SUBVERBS[args.family].run(args)
+    # `procalign eval METHOD` under torchrun (the process group is joined by evaluate_run):
+    # rank 0 alone prints and writes the report; the file families never import torch here
+    dd = sys.modules.get("procalign.train.distributed")
+    if dd is not None and not dd.is_main():
+        dd.shutdown()
+        return 0
     report = {"procalign_version": procalign.__version__, "family": args.family, **result}
     print(format_table(report["metrics"]))
     # The JSON report is always written: to --out (a file, or a folder to put it in), else into
@@ -511,6 +523,8 @@ def _run(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(_strict_json(report), indent=2, allow_nan=False) + "\n")
     print(f"report written to {out}", file=sys.stderr)
+    if dd is not None:
+        dd.shutdown()
     return 0
 
 

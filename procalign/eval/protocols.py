@@ -157,17 +157,31 @@ def pair_distances(
     pairs: Sequence[tuple[str, str]],
     batch_size: int = 128,
 ) -> np.ndarray:
-    """Mean over clips of ``fn`` for each pair -> (P,). ``emb`` (V, C, T, D)."""
+    """Mean over clips of ``fn`` for each pair -> (P,). ``emb`` (V, C, T, D).
+
+    Under torchrun (a process group of N > 1 ranks) each rank scores a contiguous share of the
+    batches of pairs and the shares are all-gathered
+    (:func:`procalign.train.distributed.split_gather`): every rank returns the full (P,) array,
+    in pair order, the batches being the very ones one process scores.
+    """
+    from procalign.train.distributed import split_gather
+
     C = emb.shape[1]
     ia = torch.tensor([index[a] for a, _ in pairs])
     ib = torch.tensor([index[b] for _, b in pairs])
-    out = []
     step = max(1, batch_size // C)
-    for s in range(0, len(pairs), step):
-        A = emb[ia[s : s + step]]
-        B = emb[ib[s : s + step]]
-        d = fn(A.flatten(0, 1), B.flatten(0, 1)).reshape(len(A), C)
-        out.append(d.mean(1).cpu())
+    starts = list(range(0, len(pairs), step))
+
+    def score(lo: int, hi: int) -> list[Tensor]:
+        out = []
+        for s in starts[lo:hi]:
+            A = emb[ia[s : s + step]]
+            B = emb[ib[s : s + step]]
+            d = fn(A.flatten(0, 1), B.flatten(0, 1)).reshape(len(A), C)
+            out.append(d.mean(1).cpu())
+        return out
+
+    out = split_gather(len(starts), score, "gathering the pair distances")
     return torch.cat(out).double().numpy()
 
 
@@ -484,11 +498,13 @@ def frame_alignment(
     Returns ``{label: {metric: value}}`` (plus ``eval_seconds``).
     """
     import procalign.eval as E
+    from procalign.train.distributed import split_gather
 
     settings = dict(stride=stride, distance=distance, ks=ks, fractions=fractions,
                     classifiers=classifiers, max_pairs=max_pairs, ap_variants=ap_variants)
-    per_class: dict[str, dict[str, float]] = {}
-    for label in classes:
+    classes = list(classes)
+
+    def one(label: str) -> dict[str, float]:
         embed = embedders[label]
         t0 = time.perf_counter()
         te_v = list(test[label])
@@ -513,10 +529,14 @@ def frame_alignment(
                     res[f"{name}@{control}"] = ctl[name]
                     res[f"{name}@gap_{control}"] = res[name] - ctl[name]
         res["eval_seconds"] = time.perf_counter() - t0
-        per_class[label] = res
         if progress:
             print(f"  {label}: " + ", ".join(f"{k}={v:.3f}" for k, v in res.items()), flush=True)
-    return per_class
+        return res
+
+    # under torchrun each rank evaluates a contiguous share of the classes, gathered in order
+    results = split_gather(len(classes), lambda lo, hi: [one(c) for c in classes[lo:hi]],
+                           "gathering the per-class alignment metrics")
+    return dict(zip(classes, results))
 
 
 def video_distances(query: np.ndarray, cands: list[np.ndarray], distance: str) -> np.ndarray:

@@ -15,8 +15,14 @@ What is synced (see docs/scaling.md):
   is re-weighted by its share of the global step (:func:`item_weights`, :func:`batch_weights`),
   so N ranks take the very step one process takes on the same global batch (exact for losses
   that are means over the rows of a batch);
-* rank 0 alone writes the run folder, checkpoints, logs and progress bars; evaluation metrics
-  and early-stop decisions are rank 0's, broadcast to every rank;
+* rank 0 alone writes the run folder, checkpoints, logs and progress bars; early-stop
+  decisions are rank 0's, broadcast to every rank;
+* evaluation is split: the pair scoring of verification (:func:`procalign.eval.protocols.
+  pair_distances`) and the per-class loop of frame alignment give each rank a contiguous
+  share (:func:`split_gather`) and all-gather the results, so every rank holds the full,
+  identically ordered distances and computes the same metrics (``procalign eval`` under
+  torchrun: rank 0 alone prints and writes the report); code that runs on rank 0 alone
+  wraps itself in :func:`local_only`;
 * a collective that fails because a peer died raises :class:`RankLost` (one line naming the
   rank(s) lost) instead of hanging; ``PROCALIGN_DIST_TIMEOUT`` (seconds, default 1800) bounds
   the wait for a peer that is alive but stuck.
@@ -25,7 +31,8 @@ What is synced (see docs/scaling.md):
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -43,8 +50,11 @@ __all__ = [
     "is_distributed",
     "is_main",
     "item_weights",
+    "local_only",
     "rank",
     "shard_batch",
+    "split_gather",
+    "splits_work",
     "world_size",
 ]
 
@@ -294,6 +304,64 @@ def rank_share(group: Sequence[Any], mode: str, accumulate: int, r: int, n: int)
         return [(group[0], 0.0)]
     w = batch_weights(len(own), len(group), n)
     return [(b, w) for b in own]
+
+
+# ------------------------------------------------------------------------------ split work
+_LOCAL_DEPTH = 0
+
+
+@contextmanager
+def local_only():
+    """Within it, :func:`split_gather` does all the work on this rank, with no collective: for
+    code that only some ranks run (rank 0 choosing thresholds after training)."""
+    global _LOCAL_DEPTH
+    _LOCAL_DEPTH += 1
+    try:
+        yield
+    finally:
+        _LOCAL_DEPTH -= 1
+
+
+def splits_work() -> bool:
+    """True when :func:`split_gather` shares work across ranks (a live group, not local)."""
+    return is_distributed() and _LOCAL_DEPTH == 0
+
+
+def split_gather(
+    n: int, compute: Callable[[int, int], Sequence[Any]], what: str = "gathering the evaluation"
+) -> list[Any]:
+    """The ``n`` items ``compute(0, n)`` would return, each rank computing a contiguous share.
+
+    ``compute(lo, hi)`` returns the items ``lo..hi-1`` (picklable). In one process (or under
+    :func:`local_only`) it is simply ``list(compute(0, n))``; with N ranks rank r computes
+    ``split_bounds(n, N)[r]`` and every rank gets the concatenation in rank order, i.e. the
+    same list in the same order. An exception on any rank is raised on every rank (none is
+    left waiting for a gather that will not come).
+    """
+    if not splits_work():
+        return list(compute(0, n))
+    lo, hi = split_bounds(n, world_size())[rank()]
+    try:
+        with local_only():  # a split inside this share is this rank's alone
+            part: tuple[bool, Any] = (True, list(compute(lo, hi)) if hi > lo else [])
+    except Exception as exc:  # noqa: BLE001 - handed to every rank, then raised
+        import pickle
+
+        try:
+            pickle.loads(pickle.dumps(exc))
+        except Exception:  # noqa: BLE001 - an exception that does not pickle
+            exc = RuntimeError(f"rank {rank()}: {exc}")
+        part = (False, exc)
+    out: list[Any] = []
+    parts = all_gather_objects(part, what)
+    for ok, value in parts:
+        if not ok:
+            raise value
+    for _, value in parts:
+        out.extend(value)
+    if len(out) != n:  # pragma: no cover - a compute that returned the wrong count
+        raise RuntimeError(f"{what}: gathered {len(out)} items, expected {n}")
+    return out
 
 
 def broadcast_tensors(tensors: Any, what: str = "a broadcast", src: int = 0) -> None:

@@ -275,7 +275,8 @@ def train_run(
         if not main:  # rank 0 alone chooses thresholds and writes the summary
             return summary
         if finished:
-            summary.update(recipe.finish(config, data, models, run.path))
+            with dd.local_only():  # rank 0 alone: its evaluation splits nothing
+                summary.update(recipe.finish(config, data, models, run.path))
         write_json(run.path / "summary.json", summary)
         return summary
 
@@ -327,7 +328,9 @@ def load_run(
     config = load_config(recipe.config_cls, run.config_path, list(overrides))
     recipe.validate(config)
     models = recipe.build(config, meta)
-    device = resolve_device(config.train.device)
+    from procalign.train.distributed import local_device
+
+    device = local_device(resolve_device(config.train.device))  # cuda:LOCAL_RANK under torchrun
     for part, model in models.items():
         path = run.part_dir(part) / "model.safetensors"
         if not path.is_file():
@@ -357,14 +360,31 @@ def evaluate_run(
     progress: bool = True,
     data: Any = None,
 ) -> dict[str, Any]:
-    """Evaluate a finished run; writes ``eval.json`` in it and returns the report."""
+    """Evaluate a finished run; writes ``eval.json`` in it and returns the report.
+
+    Under torchrun (``torchrun --nproc_per_node=N -m procalign.cli.main eval METHOD --run
+    DIR``) every rank joins the process group, loads the run and the data (rank 0 first, so
+    features computed on the fly are cached once) and scores its share of the pairs / classes
+    (:func:`procalign.train.distributed.split_gather`); every rank returns the same report,
+    rank 0 alone writes ``eval.json`` and shows progress.
+    """
     import procalign
     from procalign.eval.report import check_report
+    from procalign.train import distributed as dd
 
     config, meta, models = load_run(recipe, run_dir, overrides)
+    # torchrun: join the process group (gloo on CPU, nccl on CUDA)
+    dd.init_from_env(dd.local_device(resolve_device(config.train.device)))
+    main = dd.is_main()
+    progress = progress and main
     t0 = time.perf_counter()
     with compute(config.train.threads):
-        data = data if data is not None else recipe.load_data(config, Path(run_dir), progress)
+        if data is None:
+            if main:
+                data = recipe.load_data(config, Path(run_dir), progress)
+            dd.barrier("loading the data on rank 0")
+            if not main:
+                data = recipe.load_data(config, Path(run_dir), False)
         if int(meta.get("in_dim", data.in_dim)) != data.in_dim:
             raise ValueError(
                 f"the run was trained on D={meta['in_dim']} inputs, the data has D={data.in_dim}"
@@ -384,5 +404,6 @@ def evaluate_run(
         "eval_seconds": time.perf_counter() - t0,
     }
     check_report(report)
-    write_json(Path(run_dir) / "eval.json", report)
+    if main:
+        write_json(Path(run_dir) / "eval.json", report)
     return report

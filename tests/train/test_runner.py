@@ -172,3 +172,27 @@ def test_every_recipe_takes_the_same_threads_key():
 
     for path in Path(__file__).resolve().parents[2].joinpath("configs").glob("*.yaml"):
         assert "threads:" not in path.read_text(), path
+
+
+@pytest.mark.parametrize("name", ["adamw", "adam", "rmsprop"])
+def test_the_multi_tensor_optimizer_is_bit_for_bit_the_loop(name):
+    from types import SimpleNamespace
+
+    from procalign.train.runner import _optimizer
+
+    torch.manual_seed(0)
+    ref = torch.nn.Sequential(torch.nn.Linear(7, 5), torch.nn.LayerNorm(5), torch.nn.Linear(5, 3))
+    new = torch.nn.Sequential(torch.nn.Linear(7, 5), torch.nn.LayerNorm(5), torch.nn.Linear(5, 3))
+    new.load_state_dict(ref.state_dict())
+    cfg = SimpleNamespace(name=name, lr=1e-2, weight_decay=1e-3)
+    cls = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}[name]
+    loop = cls(ref.parameters(), lr=1e-2, weight_decay=1e-3, foreach=False)
+    multi = _optimizer(new, cfg)
+    x = torch.randn(11, 7)
+    for _ in range(4):
+        for model, opt in ((ref, loop), (new, multi)):
+            opt.zero_grad()
+            model(x).square().sum().backward()
+            opt.step()
+    for a, b in zip(ref.parameters(), new.parameters(), strict=True):
+        assert torch.equal(a, b)

@@ -340,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None,
                     help="threads for torch and numba alike (default: all cores)")
     ap.add_argument("--median", action="store_true", help="report medians instead of the best of the repeats")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[64, 256],
+                    help="soft-DTW sequence lengths T (B = 32, D = 128); 256 is the goal's")
     args = ap.parse_args(argv)
     global BEST_OF
     BEST_OF = not args.median
@@ -370,12 +372,12 @@ def main(argv: list[str] | None = None) -> int:
         bench_step(r, 4, 64, 8)
     elif args.only == "soft_dtw":
         for dist in DISTRIBUTIONS:
-            for T in (64, 256):
+            for T in args.sizes:
                 bench_soft_dtw(r, 32, T, 128, 0.1, dist)
     else:
         bench_dtw(r, 64, 256, 128)
         for dist in DISTRIBUTIONS:
-            for T in (64, 256):
+            for T in args.sizes:
                 bench_soft_dtw(r, 32, T, 128, 0.1, dist)
         for T in (16, 32, 64):
             for K in (6, 13):

@@ -248,8 +248,9 @@ class TrainConfig:
             fixed seed, thread count and device.
         batch_size: training examples per step (pairs for CPA, videos for LRProp).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
-        threads: torch and numba threads for the command (see :mod:`procalign.train.threads`);
-            None leaves the process's settings.
+        threads: torch and numba threads for the command, an integer, ``"auto"`` (the cores
+            not already busy when the command starts) or None (the process's settings); the one
+            policy of :mod:`procalign.train.threads`.
         eval_every: evaluate every N epochs during training (0 = only at the end, by ``eval``).
         stop_after_epoch: stop after this epoch as if killed (tests, time limits); rerunning
             resumes. Not part of the run's identity.
@@ -273,7 +274,7 @@ class TrainConfig:
     seed: int = 0
     batch_size: int = 16
     device: str = "cpu"
-    threads: int | None = 1
+    threads: int | str | None = 1
     eval_every: int = 0
     stop_after_epoch: int | None = None
     per_class: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
@@ -304,8 +305,12 @@ def validate_shared(optim: OptimConfig, train: TrainConfig) -> None:
     for key in ("epochs", "batch_size"):
         if getattr(train, key) < 1:
             raise ValueError(f"train.{key} must be >= 1, got {getattr(train, key)}")
-    if train.threads is not None and train.threads < 1:
-        raise ValueError(f"train.threads must be None or >= 1, got {train.threads}")
+    from procalign.train.threads import resolve_threads
+
+    try:
+        resolve_threads(train.threads)
+    except ValueError:
+        raise ValueError(f"train.threads must be None, 'auto' or >= 1, got {train.threads!r}") from None
     if train.eval_every < 0:
         raise ValueError(f"train.eval_every must be >= 0, got {train.eval_every}")
     if not 0 <= train.val_fraction < 1:

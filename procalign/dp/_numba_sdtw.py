@@ -11,9 +11,10 @@ an anti-diagonal sweep there is no index arithmetic per cell and every access is
 Exactness and padding.
 
 * Examples are sorted by their corner ``n x m`` and grouped, so a tile runs over the largest
-  corner of its examples. Costs outside an example's own corner are read as 0, never from the
-  input (padding may hold anything): those cells only feed cells outside the corner (paths are
-  monotone), so the example's value is that of its corner. In the backward pass the seed of
+  corner of its examples. Costs outside an example's own corner are taken as 0, never from the
+  padding (which may hold anything): the kernel loads a clamped in-corner address and selects
+  0 in its place. Those cells only feed cells outside the corner (paths are monotone), so the
+  example's value is that of its corner. In the backward pass the seed of
   example b sits at its last cell, so E is exactly 0 outside the corner (finite weights times 0)
   and its gradient is 0 there.
 * R (the accumulated soft-min) and E (the backward marginals) are float64 for every input dtype.
@@ -209,16 +210,22 @@ def _make_kernels(exp, log, F):
     L = LANES
 
     @nb.njit(**_TILE)
-    def forward_row(Rp, Rc, Crow, Wi, mt, inv, gamma):  # pragma: no cover - compiled
-        """Row i of a tile: Rc[j + 1] = Crow[j] + softmin(Rp[j], Rp[j + 1], Rc[j]) and the three
-        weights Wi[j] (diag, up, left) for j < mt. Rp, Rc (Mt+1, L) are R on rows i-1 and i
-        (column 0 the +inf border). A function of its own so that its arguments are distinct
-        buffers for LLVM (swapping Rp and Rc inside one loop would hide that)."""
+    def forward_row(Rp, Rc, Cf, offs, lim, Wi, mt, inv, gamma):  # pragma: no cover - compiled
+        """Row i of a tile: Rc[j + 1] = c(q, i, j) + softmin(Rp[j], Rp[j + 1], Rc[j]) and the
+        three weights Wi[j] (diag, up, left) for j < mt. Rp, Rc (Mt+1, L) are R on rows i-1 and
+        i (column 0 the +inf border). A function of its own so that its arguments are distinct
+        buffers for LLVM (swapping Rp and Rc inside one loop would hide that).
+
+        The costs are read here, straight from the flat input ``Cf``: lane q's row starts at
+        ``offs[q]`` and has ``lim[q]`` columns inside its corner (0 for a row outside it or an
+        empty lane); the column index is clamped into the row, so every load is in bounds, and
+        a cost outside the corner is replaced by 0 (padding may hold anything, NaN included).
+        One gathered load per lane instead of a transposing copy of the row into a
+        lane-major buffer first (that copy took a fifth of the forward pass)."""
         for j in range(mt):
             a_ = Rp[j]
             u_ = Rp[j + 1]
             l_ = Rc[j]
-            c_ = Crow[j]
             r_ = Rc[j + 1]
             w = Wi[j]
             for q in range(L):  # SIMD across the tile's examples
@@ -240,22 +247,9 @@ def _make_kernels(exp, log, F):
                 w[0, q] = rs if isa else w1
                 w[1, q] = w1 if isa else (rs if isu else w2)
                 w[2, q] = rs if isl else w2
-                r_[q] = c_[q] + mn - gamma * np.float64(log(s))
-
-    @nb.njit(**_TILE)
-    def gather_row(C, idx, cnt, nl, ml, i, mt, Crow):  # pragma: no cover - compiled
-        """Crow[j, q] = C[idx[q], i, j] inside example q's corner, 0 elsewhere (the only place
-        the input is read: padding may hold anything)."""
-        for q in range(L):
-            if q < cnt and i < nl[q]:
-                src = C[idx[q], i]
-                for j in range(ml[q]):
-                    Crow[j, q] = src[j]
-                for j in range(ml[q], mt):
-                    Crow[j, q] = 0.0
-            else:
-                for j in range(mt):
-                    Crow[j, q] = 0.0
+                cv = Cf[offs[q] + min(j, max(lim[q] - 1, 0))]
+                c = cv if j < lim[q] else F(0.0)
+                r_[q] = c + mn - gamma * np.float64(log(s))
 
     @nb.njit(**_VEC)
     def tile_lengths(ln, lm, idx, cnt):  # pragma: no cover - compiled
@@ -267,11 +261,11 @@ def _make_kernels(exp, log, F):
         return nl, ml, max(1, nl.max()), max(1, ml.max())
 
     @nb.njit(**_VEC)
-    def forward_tile(C, ln, lm, idx, cnt, gamma, out, W, Crow, Ra, Rb):  # pragma: no cover - compiled
+    def forward_tile(C, ln, lm, idx, cnt, gamma, out, W, Ra, Rb):  # pragma: no cover - compiled
         """Tile of examples idx[:cnt]: out[idx[q]] = R(n, m) of lane q; W (Nt+1, Mt+1, 3, L)
         weights, the last row and column zero (the backward pass reads them as "no successor").
 
-        Crow (Mt, L), Ra and Rb (Mt+1, L) are scratch: the tile's cost row and R on two rows."""
+        C is C-contiguous (B, N, M); Ra and Rb (Mt+1, L) are scratch: R on two rows."""
         inv = 1.0 / gamma
         nl, ml, nt, mt = tile_lengths(ln, lm, idx, cnt)
         for j in range(mt + 1):
@@ -280,14 +274,20 @@ def _make_kernels(exp, log, F):
                 Rb[j, q] = np.inf
         for q in range(L):
             Ra[0, q] = 0.0  # R(0, 0) = 0; R(0, j > 0) = R(i > 0, 0) = +inf
+        Cf = C.reshape(-1)
+        offs = np.zeros(L, dtype=np.int64)  # where lane q's cost row i starts in Cf
+        lim = np.zeros(L, dtype=np.int64)  # its columns inside the corner (0: none)
         for i in range(nt):
-            gather_row(C, idx, cnt, nl, ml, i, mt, Crow)
+            for q in range(L):
+                inside = q < cnt and i < nl[q]
+                offs[q] = (idx[q] * C.shape[1] + i) * C.shape[2] if inside else 0
+                lim[q] = ml[q] if inside else 0
             # rows alternate between the two buffers, each call seeing them as distinct
             if i % 2 == 0:
-                forward_row(Ra, Rb, Crow, W[i], mt, inv, gamma)
+                forward_row(Ra, Rb, Cf, offs, lim, W[i], mt, inv, gamma)
                 Rc = Rb
             else:
-                forward_row(Rb, Ra, Crow, W[i], mt, inv, gamma)
+                forward_row(Rb, Ra, Cf, offs, lim, W[i], mt, inv, gamma)
                 Rc = Ra
             for q in range(cnt):
                 if nl[q] == i + 1:
@@ -357,10 +357,9 @@ def _drivers(fwd, bwd, F, parallel):
     def forward(C, ln, lm, tiles, counts, gamma, out, W):  # pragma: no cover - compiled
         M = C.shape[2]
         for t in nb.prange(tiles.shape[0]):
-            Crow = np.empty((M, L), dtype=F)
             Ra = np.empty((M + 1, L))
             Rb = np.empty((M + 1, L))
-            fwd(C, ln, lm, tiles[t], counts[t], gamma, out, W[t], Crow, Ra, Rb)
+            fwd(C, ln, lm, tiles[t], counts[t], gamma, out, W[t], Ra, Rb)
 
     @nb.njit(parallel=parallel, **_VEC)
     def backward(W, ln, lm, tiles, counts, grad, G):  # pragma: no cover - compiled
@@ -412,6 +411,7 @@ def _kernel(dtype, tiles, N, M, which):
 def forward(C, ln, lm, tiles, counts, gamma, out, W):
     """C (B,N,M) float32/float64; out (B,) float64 receives the values of the tiled examples;
     W (T, N+1, M+1, 3, LANES) of C's dtype receives the weights."""
+    C = np.ascontiguousarray(C)  # the kernel reads it flat
     _, N, M = C.shape
     _kernel(C.dtype, tiles, N, M, 0)(C, ln, lm, tiles, counts, gamma, out, W)
 

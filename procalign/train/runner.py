@@ -138,10 +138,14 @@ class RunFolder:
 
 
 def _optimizer(model: torch.nn.Module, optim: Any) -> torch.optim.Optimizer:
+    # foreach: the multi-tensor implementation, bit for bit the per-parameter loop's result
+    # (checked in tests/train/test_runner.py) but one call per operation over all parameters; on
+    # CPU torch picks the loop by default, which took 1.5 ms of a 25 ms CPA step (0.8 ms this way)
+    kw = {"lr": optim.lr, "weight_decay": optim.weight_decay, "foreach": True}
     if optim.name == "rmsprop":
-        return torch.optim.RMSprop(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
+        return torch.optim.RMSprop(model.parameters(), **kw)
     cls = torch.optim.AdamW if optim.name == "adamw" else torch.optim.Adam
-    return cls(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
+    return cls(model.parameters(), **kw)
 
 
 def _finished(part_dir: Path, epochs: int) -> bool:

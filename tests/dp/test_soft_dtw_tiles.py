@@ -133,3 +133,37 @@ def test_exp_and_log_polynomials():
     s32 = s.astype(np.float32)
     np.testing.assert_allclose([S.log13_32(t) for t in s32], np.log(s32.astype(np.float64)), rtol=0, atol=1.3e-7)
     assert S.log13_64(1.0) == 0.0 and S.log13_32(np.float32(1.0)) == 0.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernel_reads_costs_in_place_with_any_layout_and_empty_lanes(dtype):
+    """The forward kernel loads costs straight from the (B, N, M) input: a non-contiguous array
+    gives the same values and weights, and a partial tile (empty lanes, rows beyond a lane's
+    corner) never takes a cost from outside an example's corner (NaN there changes nothing)."""
+    c, ln, lm = _batch(9, 11, 6, seed=5)  # one tile of 9 >= MIN_TILE examples: 7 empty lanes
+    C = c.numpy().astype(dtype)
+    ln_np, lm_np = ln.numpy(), lm.numpy()
+    tiles, counts, single = S.make_tiles(ln_np, lm_np)
+    assert len(tiles) == 1 and counts[0] == 9 and single.size == 0
+
+    def run(costs):
+        out = np.full(9, np.nan)
+        W = np.empty((1, 12, 7, 3, S.LANES), dtype=dtype)
+        S.forward(costs, ln_np, lm_np, tiles, counts, 0.5, out, W)
+        return out, W
+
+    ref_out, ref_W = run(C)
+    pad = C.copy()
+    for b in range(9):
+        pad[b, ln_np[b]:] = np.nan
+        pad[b, :, lm_np[b]:] = np.nan
+    fortran = np.asfortranarray(pad)
+    for costs in (pad, fortran, C.transpose(0, 2, 1).copy().transpose(0, 2, 1)):
+        out, W = run(costs)
+        np.testing.assert_array_equal(out, ref_out)
+        for q, b in enumerate(tiles[0, :9]):  # the weights inside each lane's corner
+            n, m = ln_np[b], lm_np[b]
+            np.testing.assert_array_equal(W[0, :n, :m, :, q], ref_W[0, :n, :m, :, q])
+    for b in range(9):
+        value, _ = _enumerate(c[b], int(ln[b]), int(lm[b]), 0.5)
+        np.testing.assert_allclose(ref_out[b], float(value), rtol=1e-5 if dtype == np.float32 else 1e-12)

@@ -139,3 +139,60 @@ def test_device_and_threads_are_one_policy_for_every_method(tmp_path):
     with compute(2):
         assert torch.get_num_threads() == 2
     assert torch.get_num_threads() == before
+
+
+def test_thread_policy_resolves_in_one_place():
+    from procalign.train.threads import AUTO, resolve_threads, usable_cores
+
+    assert resolve_threads(None) is None and resolve_threads(3) == 3
+    assert 1 <= resolve_threads(AUTO) <= usable_cores()
+    assert 1 <= resolve_threads("AUTO ") <= usable_cores()
+    for bad in (0, -1, True, 1.5, "two"):
+        with pytest.raises(ValueError, match="threads"):
+            resolve_threads(bad)
+    before = torch.get_num_threads()
+    with compute(AUTO):
+        assert 1 <= torch.get_num_threads() <= usable_cores()
+    assert torch.get_num_threads() == before
+
+
+def test_every_recipe_takes_the_same_threads_key():
+    from procalign.config import validate_shared
+
+    for name in ("cpa", "lrprop", "sspl", "weaksvr"):
+        recipe = load_recipes().build(name)
+        cfg = load_config(recipe.config_cls, None, ["train.threads=auto"])
+        assert cfg.train.threads == "auto"
+        validate_shared(cfg.optim, cfg.train)
+        bad = load_config(recipe.config_cls, None, ["train.threads=two"])
+        with pytest.raises(ValueError, match="train.threads"):
+            validate_shared(bad.optim, bad.train)
+    # the shipped configs leave the key to the one default
+    from pathlib import Path
+
+    for path in Path(__file__).resolve().parents[2].joinpath("configs").glob("*.yaml"):
+        assert "threads:" not in path.read_text(), path
+
+
+@pytest.mark.parametrize("name", ["adamw", "adam", "rmsprop"])
+def test_the_multi_tensor_optimizer_is_bit_for_bit_the_loop(name):
+    from types import SimpleNamespace
+
+    from procalign.train.runner import _optimizer
+
+    torch.manual_seed(0)
+    ref = torch.nn.Sequential(torch.nn.Linear(7, 5), torch.nn.LayerNorm(5), torch.nn.Linear(5, 3))
+    new = torch.nn.Sequential(torch.nn.Linear(7, 5), torch.nn.LayerNorm(5), torch.nn.Linear(5, 3))
+    new.load_state_dict(ref.state_dict())
+    cfg = SimpleNamespace(name=name, lr=1e-2, weight_decay=1e-3)
+    cls = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}[name]
+    loop = cls(ref.parameters(), lr=1e-2, weight_decay=1e-3, foreach=False)
+    multi = _optimizer(new, cfg)
+    x = torch.randn(11, 7)
+    for _ in range(4):
+        for model, opt in ((ref, loop), (new, multi)):
+            opt.zero_grad()
+            model(x).square().sum().backward()
+            opt.step()
+    for a, b in zip(ref.parameters(), new.parameters(), strict=True):
+        assert torch.equal(a, b)

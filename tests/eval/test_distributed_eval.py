@@ -128,15 +128,7 @@ def test_split_gather_in_one_process_is_the_plain_call():
     assert not dd.splits_work()
 
 
-def _env(**extra: str) -> dict[str, str]:
-    import os
-
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-               NUMBA_NUM_THREADS="1", PROCALIGN_DIST_TIMEOUT="40")
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(key, None)
-    env.update(extra)
-    return env
+from tests.train.test_distributed import _env  # noqa: E402  one clean torchrun environment
 
 
 def _values(report: dict) -> dict[tuple[str, str], float]:

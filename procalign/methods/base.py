@@ -112,13 +112,15 @@ class Recipe:
             section, key = at(dotted)
             found: dict[str, Any] = {}
             auto.resolve_frames(section, key, train, found)
-            chosen.update({dotted: v for v in found.values()})
-        for dotted, upper in self.auto_steps:
+            if key in found:
+                chosen[dotted] = found[key]
+        for dotted, upper in self.auto_steps:  # after the frames: K's bound may be T
             section, key = at(dotted)
             bound = None if upper is None else getattr(*at(upper))
             found = {}
             auto.resolve_steps(section, key, train, found, name=dotted, upper=bound)
-            chosen.update({dotted: v for v in found.values()})
+            if key in found:
+                chosen[dotted] = found[key]
         return chosen
 
     def min_frames(self, config: Any) -> tuple[int, str]:

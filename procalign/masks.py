@@ -47,3 +47,33 @@ def masked_mean(x: Tensor, lengths: Tensor | None) -> Tensor:
         return x.mean(1)
     m = valid_mask(lengths.to(x.device), x.shape[1]).to(x.dtype)
     return (x * m[..., None]).sum(1) / lengths.to(x.device)[:, None].to(x.dtype)
+
+
+#: per-clip input normalisations (:func:`clip_normalize`)
+CLIP_NORMS = ("none", "center", "standardize")
+
+
+def clip_normalize(x: Tensor, lengths: Tensor | None, mode: str) -> Tensor:
+    """Normalise each clip by its own statistics over its real frames: x (B, T, D) -> (B, T, D).
+
+    ``"center"`` subtracts the clip's mean frame (a per-video offset: subject, camera,
+    lighting); ``"standardize"`` also divides every dimension by the clip's std; ``"none"``
+    returns x. Padded frames come out 0.
+
+    >>> x = torch.tensor([[[1.0], [3.0], [9.0]]])
+    >>> clip_normalize(x, torch.tensor([2]), "center")[0, :, 0].tolist()
+    [-1.0, 1.0, 0.0]
+    """
+    if mode not in CLIP_NORMS:
+        raise ValueError(f"unknown clip normalisation {mode!r}; choose one of {list(CLIP_NORMS)}")
+    if mode == "none":
+        return x
+    m = torch.ones(x.shape[:2], device=x.device, dtype=x.dtype)
+    if lengths is not None:
+        m = valid_mask(lengths.to(x.device), x.shape[1]).to(x.dtype)
+    n = m.sum(1)[:, None, None].clamp_min(1)
+    mean = (x * m[..., None]).sum(1, keepdim=True) / n
+    x = (x - mean) * m[..., None]
+    if mode == "standardize":
+        x = x / ((x**2).sum(1, keepdim=True) / n).sqrt().clamp_min(1e-4)
+    return x

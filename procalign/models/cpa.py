@@ -13,13 +13,13 @@ import torch
 from torch import Tensor, nn
 
 from procalign.losses import cpa as L
-from procalign.masks import check_lengths, masked_mean
+from procalign.masks import CLIP_NORMS, check_lengths, clip_normalize, masked_mean
 
 TASKS = ("verification", "quality")
 STEP_MINING = ("csm", "uniform")
 STEP_FEATURES = ("random", "center", "first", "mean", "attention")
 #: per-clip normalisation of the encoded frames before the temporal module
-INPUT_NORMS = ("none", "center", "standardize")
+INPUT_NORMS = CLIP_NORMS
 
 
 def _choice(value: Any, name: str, options: tuple[Any, ...]) -> None:
@@ -136,16 +136,7 @@ class CPAModel(nn.Module):
                 f"expected features of shape (B, T, D={self.in_dim}), got {tuple(x.shape)}"
             )
         h = self.encoder(x)
-        if self.input_norm != "none":  # the clip's own statistics (subject, camera, lighting)
-            m = torch.ones(h.shape[:2], device=h.device, dtype=h.dtype)
-            if lengths is not None:
-                m = (torch.arange(h.shape[1], device=h.device)[None] < lengths[:, None]).to(h)
-            n = m.sum(1)[:, None, None].clamp_min(1)
-            mean = (h * m[..., None]).sum(1, keepdim=True) / n
-            h = (h - mean) * m[..., None]
-            if self.input_norm == "standardize":
-                std = ((h**2).sum(1, keepdim=True) / n).sqrt().clamp_min(1e-4)
-                h = h / std
+        h = clip_normalize(h, lengths, self.input_norm)  # the clip's own statistics
         return self.temporal(h, lengths)
 
     def video_logits(self, F: Tensor, lengths: Tensor | None = None) -> Tensor:

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from procalign.masks import CLIP_NORMS, clip_normalize
+
 EVAL_VIEWS = ("strided", "full")
 
 
@@ -20,7 +22,10 @@ class LRPropModel(nn.Module):
     influence real frames.
 
     ``in_mean`` / ``in_std`` (D_in,) are buffers, set from the training videos of the class with
-    :meth:`set_input_stats`, and saved with the weights.
+    :meth:`set_input_stats`, and saved with the weights. ``input_norm`` (``none`` / ``center``
+    / ``standardize``) then normalises each clip by its own statistics
+    (:func:`procalign.masks.clip_normalize`); ``local`` is the transformer's depthwise temporal
+    convolution width (0: none).
     """
 
     def __init__(
@@ -32,6 +37,8 @@ class LRPropModel(nn.Module):
         heads: int = 8,
         dropout: float = 0.1,
         positions: bool = True,
+        input_norm: str = "none",
+        local: int = 0,
     ) -> None:
         super().__init__()
         from procalign.models.temporal import build_temporal
@@ -40,7 +47,12 @@ class LRPropModel(nn.Module):
             raise ValueError(f"in_dim must be >= 1, got {in_dim}")
         kwargs: dict[str, Any] = {"dim": dim, "layers": layers, "dropout": dropout}
         if temporal == "transformer":
-            kwargs.update(heads=heads, positions=positions)
+            kwargs.update(heads=heads, positions=positions, local=local)
+        elif local:
+            raise ValueError(f"local={local} needs temporal='transformer', got {temporal!r}")
+        if input_norm not in CLIP_NORMS:
+            raise ValueError(f"unknown input_norm {input_norm!r}; choose one of {list(CLIP_NORMS)}")
+        self.input_norm = input_norm
         self.in_dim, self.dim = int(in_dim), int(dim)
         self.register_buffer("in_mean", torch.zeros(in_dim))
         self.register_buffer("in_std", torch.ones(in_dim))
@@ -63,7 +75,7 @@ class LRPropModel(nn.Module):
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         if x.dim() != 3 or x.shape[-1] != self.in_dim:
             raise ValueError(f"x must be (B, T, D_in={self.in_dim}), got {tuple(x.shape)}")
-        x = (x - self.in_mean) / self.in_std
+        x = clip_normalize((x - self.in_mean) / self.in_std, lengths, self.input_norm)
         return self.temporal(x, lengths)
 
 

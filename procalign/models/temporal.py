@@ -3,7 +3,10 @@
 Registered in :data:`TEMPORAL` so configs pick them by name:
 
 * ``"transformer"``: input projection, sinusoidal positions, pre-norm transformer encoder with a
-  key-padding mask (LRProp's default: 7 layers, hidden 256, 8 heads).
+  key-padding mask (LRProp's default: 7 layers, hidden 256, 8 heads). Without positions it is a
+  function of the *set* of frames; ``local=W`` adds a depthwise temporal convolution of width W
+  before the attention layers, so each frame sees its neighbours (relative order) without its
+  index.
 * ``"conv"``: a stack of dilated residual 1-D convolutions (cheap, local context).
 * ``"mlp"``: per-frame two-layer MLP (no temporal context: the ablation baseline).
 
@@ -53,12 +56,17 @@ class TemporalTransformer(nn.Module):
     """Transformer over frames. ``forward(x (B,T,D_in), lengths (B,) | None) -> (B,T,dim)``."""
 
     def __init__(self, in_dim: int, dim: int = 256, layers: int = 7, heads: int = 8,
-                 dropout: float = 0.1, ff_mult: int = 2, positions: bool = True) -> None:
+                 dropout: float = 0.1, ff_mult: int = 2, positions: bool = True,
+                 local: int = 0) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim={dim} must be divisible by heads={heads}")
+        if local < 0 or (local and local % 2 == 0):
+            raise ValueError(f"local must be 0 (off) or an odd kernel width, got {local}")
         self.in_dim, self.dim, self.positions = in_dim, dim, positions
         self.proj = nn.Linear(in_dim, dim)
+        self.local = (nn.Conv1d(dim, dim, local, padding=local // 2, groups=dim)
+                      if local else None)
         layer = nn.TransformerEncoderLayer(dim, heads, ff_mult * dim, dropout, batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
@@ -68,6 +76,9 @@ class TemporalTransformer(nn.Module):
         B, T, _ = x.shape
         mask = valid_mask(lengths, B, T, x.device)
         h = self.proj(x)
+        if self.local is not None:  # neighbours, not the index; padding is zero before the conv
+            h = h * mask[..., None]
+            h = h + self.local(h.transpose(1, 2)).transpose(1, 2)
         if self.positions:
             h = h + sinusoidal_positions(T, self.dim, x.device, h.dtype)
         h = self.encoder(h, src_key_padding_mask=~mask)

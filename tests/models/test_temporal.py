@@ -39,3 +39,44 @@ def test_temporal_bad_input():
         enc(torch.randn(3, 6))
     with pytest.raises(KeyError, match="unknown temporal encoder 'lstm'"):
         build_temporal("lstm", 6)
+
+
+def test_transformer_local_context_sees_order_not_index():
+    """``local=W``: without positions the transformer is a function of the set of frames (a
+    permutation of the frames permutes the outputs); the depthwise convolution makes a frame's
+    output depend on its neighbours' order, and padding after the clip still never leaks into
+    it."""
+    torch.manual_seed(0)
+    x = torch.randn(1, 8, 6)
+    perm = torch.tensor([3, 0, 7, 1, 6, 2, 5, 4])
+    plain = build_temporal("transformer", 6, dim=16, layers=1, heads=4, positions=False).eval()
+    torch.testing.assert_close(plain(x[:, perm]), plain(x)[:, perm], atol=1e-5, rtol=1e-5)
+    local = build_temporal("transformer", 6, dim=16, layers=1, heads=4, positions=False,
+                           local=3).eval()
+    assert (local(x[:, perm]) - local(x)[:, perm]).abs().max() > 1e-3
+    # padding: valid outputs unchanged by what the padded frames hold
+    lengths = torch.tensor([5])
+    x2 = x.clone()
+    x2[0, 5:] = 50.0
+    torch.testing.assert_close(local(x2, lengths)[0, :5], local(x, lengths)[0, :5])
+    torch.testing.assert_close(local(x[:, :5])[0], local(x, lengths)[0, :5], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="odd kernel width"):
+        build_temporal("transformer", 6, dim=16, layers=1, heads=4, local=4)
+
+
+@pytest.mark.parametrize("mode", ["center", "standardize"])
+def test_clip_normalize_matches_numpy(mode):
+    from procalign.masks import clip_normalize
+
+    torch.manual_seed(1)
+    x = torch.randn(2, 7, 3, dtype=torch.float64) * 3 + 5
+    lengths = torch.tensor([7, 4])
+    y = clip_normalize(x, lengths, mode)
+    for b, n in enumerate(lengths.tolist()):
+        ref = x[b, :n].numpy() - x[b, :n].numpy().mean(0)
+        if mode == "standardize":
+            ref = ref / ref.std(0)
+        torch.testing.assert_close(y[b, :n], torch.from_numpy(ref))
+        assert torch.all(y[b, n:] == 0)
+    with pytest.raises(ValueError, match="unknown clip normalisation 'zscore'"):
+        clip_normalize(x, lengths, "zscore")

@@ -37,6 +37,7 @@ from procalign.data.joints import JOINT_NORMS
 from procalign.data.views import augment_view, make_batches
 from procalign.eval import protocols as P
 from procalign.losses.lrprop import SDTW_VARIANTS, LRPropLoss
+from procalign.masks import CLIP_NORMS
 from procalign.methods import METHODS
 from procalign.methods.auto import check_int_or_auto
 from procalign.methods.base import Recipe, TrainSpec
@@ -104,6 +105,11 @@ class ModelConfig:
     evaluated on the test videos of any label, seen in training or not: the mode for data whose
     test labels are new (``configs/lrprop_folder.yaml``). Each batch still holds videos of one
     class (LRProp's losses align videos of the same action).
+
+    ``input_norm``: ``none``, ``center`` or ``standardize`` each clip by its own statistics
+    before the encoder (per-video subject / camera offsets, as the ``fullres_inputs`` baselines
+    do). ``local``: width of a depthwise temporal convolution before the transformer's attention
+    (0: none); without positions it is what lets a frame see its neighbours' order.
     """
 
     temporal: str = "transformer"
@@ -113,6 +119,8 @@ class ModelConfig:
     dropout: float = 0.1
     positions: bool = True
     class_agnostic: bool = False
+    input_norm: str = "none"
+    local: int = 0
 
 
 @dataclass
@@ -242,6 +250,16 @@ class LRPropRecipe(Recipe):
                "in [0, 1)", (a.dropout, a.scale))
         for key in ("dim", "layers"):
             _check(getattr(m, key) >= 1, f"model.{key}", ">= 1", getattr(m, key))
+        if cfg.train.val_fraction and not m.class_agnostic:
+            raise ValueError(
+                "config key 'train.val_fraction' needs model.class_agnostic=true (one model "
+                "validated on held-out labels); per-class models have no validation split"
+            )
+        _check(m.input_norm in CLIP_NORMS, "model.input_norm", f"one of {CLIP_NORMS}", m.input_norm)
+        _check(m.local == 0 or (m.local > 0 and m.local % 2 == 1), "model.local",
+               "0 (off) or an odd kernel width", m.local)
+        _check(m.local == 0 or m.temporal == "transformer", "model.local",
+               "0 unless model.temporal is 'transformer'", m.local)
         if m.temporal == "transformer" and (m.heads < 1 or m.dim % m.heads):
             raise ValueError(f"config key 'model.dim' ({m.dim}) must be divisible by 'model.heads' ({m.heads})")
         for key in ("sigma2", "tau", "sdtw_gamma"):
@@ -286,7 +304,8 @@ class LRPropRecipe(Recipe):
         # cap per label and split, keeping id order (caps apply to every label: the negatives)
         capped = []
         for label in sorted({v.label for v in data.videos}):
-            for split, cap in (("train", cfg.data.max_train_videos), ("test", cfg.data.max_test_videos)):
+            for split, cap in (("train", cfg.data.max_train_videos), ("val", cfg.data.max_train_videos),
+                               ("test", cfg.data.max_test_videos)):
                 members = sorted(data.split(split, label), key=lambda v: v.video_id)
                 capped.extend(members if cap is None else members[:cap])
         data.videos = capped
@@ -334,11 +353,12 @@ class LRPropRecipe(Recipe):
         if m.class_agnostic:
             torch.manual_seed(cfg.train.seed * 1000)
             return {"": LRPropModel(int(info["in_dim"]), m.temporal, m.dim, m.layers, m.heads,
-                                    m.dropout, m.positions)}
+                                    m.dropout, m.positions, m.input_norm, m.local)}
         for position, label in enumerate(info["classes"]):
             torch.manual_seed(cfg.train.seed * 1000 + position)
             models[f"classes/{slug(label)}"] = LRPropModel(
-                int(info["in_dim"]), m.temporal, m.dim, m.layers, m.heads, m.dropout, m.positions
+                int(info["in_dim"]), m.temporal, m.dim, m.layers, m.heads, m.dropout, m.positions,
+                m.input_norm, m.local,
             )
         return models
 
@@ -410,9 +430,51 @@ class LRPropRecipe(Recipe):
 
         summary = {"label": "all", "train_classes": classes,
                    "train_videos": sum(len(v) for v in per.values()), "num_frames": T}
+        eval_fn, select = self._validation(cfg, data), None
+        if eval_fn is not None:
+            select = "val_dtw_alignment_accuracy"
+            summary["val_videos"] = len(data.split("val"))
         return TrainSpec(loss_fn, batches, seed, cfg.optim, cfg.train.epochs,
-                         {"label": "all", "in_dim": str(data.in_dim)}, summary=summary,
-                         shard="batches")
+                         {"label": "all", "in_dim": str(data.in_dim)}, eval_fn, summary=summary,
+                         select=select, shard="batches")
+
+    def _validation(self, cfg: LRPropConfig, data):
+        """``(model, epoch) -> {val_dtw_alignment_accuracy, val_tau_a}`` over pairs of the
+        held-out training videos (``train.val_fraction``: whole labels when the test labels are
+        unseen, so validation labels are new to the model too), by their phase labels; None
+        without a validation split with phase labels."""
+        val = {}
+        for v in data.split("val"):
+            if v.phases is not None:
+                val.setdefault(v.label, []).append(v)
+        val = {c: vs for c, vs in sorted(val.items()) if len(vs) >= 2}
+        if not val:
+            if data.split("val"):
+                raise ValueError(
+                    "train.val_fraction holds out training videos, but fewer than 2 per label "
+                    "have phase labels to validate the alignment on (phases/<id>.txt); raise "
+                    "train.val_fraction or set it to 0"
+                )
+            return None
+        e = cfg.eval
+        quick = dict(stride=e.stride, distance=e.distance, normalize=e.normalize, ks=e.ks,
+                     fractions=(), classifiers=(), max_pairs=min(e.max_pairs or 50, 50),
+                     controls=())
+
+        def eval_fn(m: nn.Module, epoch: int) -> dict[str, float]:
+            was = m.training
+            m.eval()
+            fn = lambda xs: embed_videos(m, xs, cfg.data.num_frames, e.views,  # noqa: E731
+                                         device=m.in_mean.device)
+            per = P.frame_alignment(list(val), val, {}, {c: fn for c in val}, data.num_phases,
+                                    **quick)
+            m.train(was)
+            acc = [r.get("dtw_alignment_accuracy", np.nan) for r in per.values()]
+            tau = [r.get("kendalls_tau[tau_a]", np.nan) for r in per.values()]
+            return {"val_dtw_alignment_accuracy": float(np.nanmean(acc)),
+                    "val_tau_a": float(np.nanmean(tau))}
+
+        return eval_fn
 
     # ----------------------------------------------------------------- evaluation
     def eval_classes(self, info) -> list[str]:

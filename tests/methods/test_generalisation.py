@@ -149,3 +149,38 @@ def test_lrprop_class_agnostic_evaluates_labels_unseen_in_training(tmp_path, cap
     taus = [r for r in report["metrics"] if r["metric"] == "kendalls_tau" and r["model"] == "lrprop"]
     assert taus and all(np.isfinite(r["value"]) for r in taus)
     assert any("class_agnostic_model" in r["variant"] for r in report["metrics"])
+
+
+def test_lrprop_validation_split_selects_the_best_epoch_on_held_out_labels(tmp_path):
+    """``train.val_fraction`` with a class-agnostic LRProp: whole training labels are held out
+    (the test labels are unseen), every epoch is scored by DTW-alignment accuracy on their
+    pairs, and the run keeps the best epoch's weights."""
+    from procalign.methods import lrprop
+    from procalign.train.runner import load_run, train_run
+
+    recipe = lrprop.LRPropRecipe()
+    cfg = load_config(lrprop.LRPropConfig, None, [
+        "data.synthetic={num_tasks: 1, procedures_per_task: 8, videos_per_procedure: 4, "
+        "num_frames: 20, dim: 8, split_by: procedure, test_fraction: 0.25, seed: 0}",
+        "model.class_agnostic=true", "data.num_frames=8", "model.dim=16", "model.layers=1",
+        "model.heads=2", "model.local=3", "model.input_norm=standardize", "train.epochs=3",
+        "train.batch_size=2", "train.val_fraction=0.34", "train.threads=1",
+        "loss.use_same=false", "loss.use_sdtw=false"])
+    data = recipe.load_data(cfg, None, False)
+    val, train = data.split("val"), data.split("train")
+    assert len(val) >= 2 and {v.label for v in val}.isdisjoint({v.label for v in train})
+    train_run(recipe, cfg, tmp_path, progress=False)
+    history = json.loads((tmp_path / "history.json").read_text())
+    scores = [h["eval/val_dtw_alignment_accuracy"] for h in history
+              if "eval/val_dtw_alignment_accuracy" in h]
+    assert len(scores) == 3 and all(0 <= s <= 1 for s in scores)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    selected = summary["parts"][0]["selected"]
+    assert selected["metric"] == "val_dtw_alignment_accuracy"
+    assert selected["value"] == pytest.approx(max(scores))
+    # the kept weights are the selected epoch's: validation recomputed on them matches
+    cfg2, info, models = load_run(recipe, tmp_path)
+    again = recipe._validation(cfg2, recipe.load_data(cfg2, None, False))(models[""], 0)
+    assert again["val_dtw_alignment_accuracy"] == pytest.approx(max(scores), abs=1e-6)
+    with pytest.raises(ValueError, match="train.val_fraction.*class_agnostic"):
+        recipe.validate(load_config(lrprop.LRPropConfig, None, ["train.val_fraction=0.2"]))

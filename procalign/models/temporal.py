@@ -19,6 +19,7 @@ import math
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from procalign._registry import Registry
 from procalign.masks import valid_mask as _valid_mask
@@ -65,20 +66,35 @@ class TemporalTransformer(nn.Module):
             raise ValueError(f"local must be 0 (off) or an odd kernel width, got {local}")
         self.in_dim, self.dim, self.positions = in_dim, dim, positions
         self.proj = nn.Linear(in_dim, dim)
-        self.local = (nn.Conv1d(dim, dim, local, padding=local // 2, groups=dim)
-                      if local else None)
+        # no padding here: forward() replicates each clip's first and last real frame instead
+        self.local = nn.Conv1d(dim, dim, local, groups=dim) if local else None
         layer = nn.TransformerEncoderLayer(dim, heads, ff_mult * dim, dropout, batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
+
+    def _local_context(self, h: Tensor, lengths: Tensor | None) -> Tensor:
+        """Depthwise conv over each clip's real frames: h (B, T, dim) -> (B, T, dim).
+
+        The conv sees the clip's first (last) real frame repeated beyond its start (end), never
+        zeros: zero padding would make the frames near either edge differ from the middle ones,
+        i.e. hand the model their position, and a static clip would come out ordered.
+        """
+        B, T, D = h.shape
+        t = torch.arange(T, device=h.device).expand(B, T)
+        if lengths is not None:  # frames past a clip's end repeat its last real frame
+            t = torch.minimum(t, (lengths.to(h.device).clamp_min(1) - 1)[:, None])
+        h = h.gather(1, t[..., None].expand(B, T, D))
+        w = self.local.kernel_size[0] // 2
+        h = F.pad(h.transpose(1, 2), (w, w), mode="replicate")
+        return self.local(h).transpose(1, 2)
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         _check_input(x, self.in_dim)
         B, T, _ = x.shape
         mask = valid_mask(lengths, B, T, x.device)
         h = self.proj(x)
-        if self.local is not None:  # neighbours, not the index; padding is zero before the conv
-            h = h * mask[..., None]
-            h = h + self.local(h.transpose(1, 2)).transpose(1, 2)
+        if self.local is not None:
+            h = h + self._local_context(h, lengths)
         if self.positions:
             h = h + sinusoidal_positions(T, self.dim, x.device, h.dtype)
         h = self.encoder(h, src_key_padding_mask=~mask)
@@ -97,6 +113,22 @@ class TemporalConv(nn.Module):
         )
         self.drop = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(dim)
+
+    def _local_context(self, h: Tensor, lengths: Tensor | None) -> Tensor:
+        """Depthwise conv over each clip's real frames: h (B, T, dim) -> (B, T, dim).
+
+        The conv sees the clip's first (last) real frame repeated beyond its start (end), never
+        zeros: zero padding would make the frames near either edge differ from the middle ones,
+        i.e. hand the model their position, and a static clip would come out ordered.
+        """
+        B, T, D = h.shape
+        t = torch.arange(T, device=h.device).expand(B, T)
+        if lengths is not None:  # frames past a clip's end repeat its last real frame
+            t = torch.minimum(t, (lengths.to(h.device).clamp_min(1) - 1)[:, None])
+        h = h.gather(1, t[..., None].expand(B, T, D))
+        w = self.local.kernel_size[0] // 2
+        h = F.pad(h.transpose(1, 2), (w, w), mode="replicate")
+        return self.local(h).transpose(1, 2)
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         _check_input(x, self.in_dim)

@@ -64,6 +64,23 @@ def test_transformer_local_context_sees_order_not_index():
         build_temporal("transformer", 6, dim=16, layers=1, heads=4, local=4)
 
 
+def test_transformer_local_context_gives_a_static_clip_no_position():
+    """A clip of one repeated frame carries no order, so without positions every output frame
+    must be the same; zero padding in the local conv would make the edge frames differ (the
+    static control of the evaluation would then come out ordered)."""
+    torch.manual_seed(0)
+    local = build_temporal("transformer", 6, dim=16, layers=2, heads=4, positions=False,
+                           local=5).eval()
+    static = torch.randn(1, 1, 6).expand(2, 9, 6).clone()
+    out = local(static, torch.tensor([9, 6]))
+    torch.testing.assert_close(out[0], out[0, :1].expand(9, 16), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out[1, :6], out[1, :1].expand(6, 16), atol=1e-5, rtol=1e-5)
+    assert out[1, 6:].abs().max() == 0  # padded frames stay 0
+    # an ordered clip still gives frame-dependent outputs
+    ramp = torch.linspace(0, 1, 9)[None, :, None].expand(1, 9, 6)
+    assert local(ramp).std(1).max() > 1e-3
+
+
 @pytest.mark.parametrize("mode", ["center", "standardize"])
 def test_clip_normalize_matches_numpy(mode):
     from procalign.masks import clip_normalize

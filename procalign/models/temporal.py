@@ -114,22 +114,6 @@ class TemporalConv(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(dim)
 
-    def _local_context(self, h: Tensor, lengths: Tensor | None) -> Tensor:
-        """Depthwise conv over each clip's real frames: h (B, T, dim) -> (B, T, dim).
-
-        The conv sees the clip's first (last) real frame repeated beyond its start (end), never
-        zeros: zero padding would make the frames near either edge differ from the middle ones,
-        i.e. hand the model their position, and a static clip would come out ordered.
-        """
-        B, T, D = h.shape
-        t = torch.arange(T, device=h.device).expand(B, T)
-        if lengths is not None:  # frames past a clip's end repeat its last real frame
-            t = torch.minimum(t, (lengths.to(h.device).clamp_min(1) - 1)[:, None])
-        h = h.gather(1, t[..., None].expand(B, T, D))
-        w = self.local.kernel_size[0] // 2
-        h = F.pad(h.transpose(1, 2), (w, w), mode="replicate")
-        return self.local(h).transpose(1, 2)
-
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         _check_input(x, self.in_dim)
         B, T, _ = x.shape

@@ -210,36 +210,64 @@ def _make_kernels(exp, log, F):
     L = LANES
 
     @nb.njit(**_TILE)
-    def forward_row(Rp, Rc, Cf, offs, lim, Wi, mt, inv, gamma):  # pragma: no cover - compiled
+    def forward_row(Rp, Rc, Cf, offs, lim, lim1, Wi, mt, inv, gamma, Z, CM, LG):  # pragma: no cover - compiled
         """Row i of a tile: Rc[j + 1] = c(q, i, j) + softmin(Rp[j], Rp[j + 1], Rc[j]) and the
         three weights Wi[j] (diag, up, left) for j < mt. Rp, Rc (Mt+1, L) are R on rows i-1 and
         i (column 0 the +inf border). A function of its own so that its arguments are distinct
         buffers for LLVM (swapping Rp and Rc inside one loop would hide that).
 
+        Each cell runs as three lane loops, so that each loop has one element width and LLVM
+        vectorises it at the full register width (one loop mixing float64 and float32 is
+        vectorised at the float64 width: on AVX2, 4 lanes, half of every float32 register idle):
+
+        1. float64: the minimum ``mn`` of the three predecessors, their exponents
+           ``(mn - x) / gamma`` (<= 0, one of them exactly 0) rounded to ``F`` into Z (3, L), and
+           ``c + mn`` into CM (L,);
+        2. ``F``: the two exps of the non-minimal predecessors, the weights, ``log(s)`` into
+           LG (L,);
+        3. float64: Rc[j + 1] = CM - gamma * LG, done at the start of loop 1 of the next cell,
+           which reads it as its left predecessor.
+
+        Z, CM and LG are per-tile scratch, passed in (not allocated here) so LLVM knows they
+        alias nothing else.
+
         The costs are read here, straight from the flat input ``Cf``: lane q's row starts at
         ``offs[q]`` and has ``lim[q]`` columns inside its corner (0 for a row outside it or an
-        empty lane); the column index is clamped into the row, so every load is in bounds, and
-        a cost outside the corner is replaced by 0 (padding may hold anything, NaN included).
-        One gathered load per lane instead of a transposing copy of the row into a
-        lane-major buffer first (that copy took a fifth of the forward pass)."""
+        empty lane); the column index is clamped to ``lim1[q] = max(lim[q] - 1, 0)``, so every
+        load is in bounds, and a cost outside the corner is replaced by 0 (padding may hold
+        anything, NaN included). One gathered load per lane instead of a transposing copy of
+        the row into a lane-major buffer first (that copy took a fifth of the forward pass)."""
+        za = Z[0]
+        zu = Z[1]
+        zl = Z[2]
+        for q in range(L):  # cell j = -1 is the +inf border: R = CM - gamma * LG = +inf
+            CM[q] = np.inf
+            LG[q] = F(0.0)
         for j in range(mt):
             a_ = Rp[j]
             u_ = Rp[j + 1]
             l_ = Rc[j]
-            r_ = Rc[j + 1]
             w = Wi[j]
-            for q in range(L):  # SIMD across the tile's examples
+            for q in range(L):  # 3. of cell j - 1, then 1. of cell j: float64, SIMD over lanes
+                lf = CM[q] - gamma * np.float64(LG[q])
+                l_[q] = lf
                 a = a_[q]
                 u = u_[q]
-                lf = l_[q]
-                isa = (a <= u) & (a <= lf)  # bitwise, not short-circuit: no branches
-                isu = (~isa) & (u <= lf)
+                mu = u if u < lf else lf
+                mn = a if a < mu else mu
+                za[q] = F((mn - a) * inv)  # mn is finite: an +inf border gives -inf
+                zu[q] = F((mn - u) * inv)
+                zl[q] = F((mn - lf) * inv)
+                cv = Cf[offs[q] + min(nb.uint64(j), lim1[q])]  # unsigned: no wraparound code
+                CM[q] = mn + (cv if j < lim[q] else F(0.0))
+            for q in range(L):  # 2. precision F: no branches, selects only
+                isa = za[q] == F(0.0)  # a is a minimum (ties: diag, then up, then left)
+                isu = (~isa) & (zu[q] == F(0.0))
                 isl = ~(isa | isu)
-                mn = a if isa else (u if isu else lf)
-                o1 = u if isa else a  # the two others: (u, l), (a, l) or (a, u)
-                o2 = u if isl else lf
-                e1 = exp(F((mn - o1) * inv))
-                e2 = exp(F((mn - o2) * inv))
+                o1 = zu[q] if isa else za[q]  # the two others: (u, l), (a, l) or (a, u)
+                o2 = zu[q] if isl else zl[q]
+                e1 = exp(o1)
+                e2 = exp(o2)
                 s = F(1.0) + e1 + e2
                 rs = F(1.0) / s
                 w1 = e1 * rs
@@ -247,9 +275,10 @@ def _make_kernels(exp, log, F):
                 w[0, q] = rs if isa else w1
                 w[1, q] = w1 if isa else (rs if isu else w2)
                 w[2, q] = rs if isl else w2
-                cv = Cf[offs[q] + min(j, max(lim[q] - 1, 0))]
-                c = cv if j < lim[q] else F(0.0)
-                r_[q] = c + mn - gamma * np.float64(log(s))
+                LG[q] = log(s)
+        r_ = Rc[mt]
+        for q in range(L):  # 3. of the row's last cell
+            r_[q] = CM[q] - gamma * np.float64(LG[q])
 
     @nb.njit(**_VEC)
     def tile_lengths(ln, lm, idx, cnt):  # pragma: no cover - compiled
@@ -275,19 +304,25 @@ def _make_kernels(exp, log, F):
         for q in range(L):
             Ra[0, q] = 0.0  # R(0, 0) = 0; R(0, j > 0) = R(i > 0, 0) = +inf
         Cf = C.reshape(-1)
-        offs = np.zeros(L, dtype=np.int64)  # where lane q's cost row i starts in Cf
+        # unsigned offsets: numba emits no negative-index wraparound for the loads
+        offs = np.zeros(L, dtype=np.uint64)  # where lane q's cost row i starts in Cf
         lim = np.zeros(L, dtype=np.int64)  # its columns inside the corner (0: none)
+        lim1 = np.zeros(L, dtype=np.uint64)  # the last column to load: max(lim - 1, 0)
+        Z = np.empty((3, L), dtype=F)  # per-cell scratch of forward_row
+        CM = np.empty(L)
+        LG = np.empty(L, dtype=F)
         for i in range(nt):
             for q in range(L):
                 inside = q < cnt and i < nl[q]
                 offs[q] = (idx[q] * C.shape[1] + i) * C.shape[2] if inside else 0
                 lim[q] = ml[q] if inside else 0
+                lim1[q] = max(lim[q] - 1, 0)
             # rows alternate between the two buffers, each call seeing them as distinct
             if i % 2 == 0:
-                forward_row(Ra, Rb, Cf, offs, lim, W[i], mt, inv, gamma)
+                forward_row(Ra, Rb, Cf, offs, lim, lim1, W[i], mt, inv, gamma, Z, CM, LG)
                 Rc = Rb
             else:
-                forward_row(Rb, Ra, Cf, offs, lim, W[i], mt, inv, gamma)
+                forward_row(Rb, Ra, Cf, offs, lim, lim1, W[i], mt, inv, gamma, Z, CM, LG)
                 Rc = Ra
             for q in range(cnt):
                 if nl[q] == i + 1:

@@ -401,6 +401,13 @@ def main_decides(fn: Any, what: str = "a decision") -> Any:
 
 
 def shutdown() -> None:
-    """Leave the process group after a job that went well (a failed job just exits)."""
+    """Leave the process group after a job that went well (a failed job just exits).
+
+    Every rank meets at a barrier first: rank 0 hosts the rendezvous store, and a rank 0 that
+    tore down and exited while a slower rank was still finishing once left that rank aborting
+    in C++ at exit ("terminate called without an active exception", rc -6) under CPU load.
+    """
     if dist.is_available() and dist.is_initialized():
+        if dist.get_world_size() > 1:
+            barrier("leaving the process group")
         dist.destroy_process_group()

@@ -155,9 +155,11 @@ class EvalConfig:
             beats the best of them.
         tune_on_val: after training, choose the evaluation T (frames per clip) and K (steps)
             of the CPA distance by AUC on the validation pairs (needs ``train.val_fraction``):
-            T in {16, 32, trained T}, K in {K, 1.5 K, 2 K} (K <= T); the model is unchanged
-            (no position encodings, K-free weights). The choice is recorded in ``meta.json:
-            eval_setting`` and used by eval, verify, the threshold and the report.
+            T in ``tune_frames`` (ints, ``"train"``: the trained T, ``"median"``: the median
+            length of the validation videos, i.e. full resolution), K in ``tune_steps`` times
+            the trained K (rounded, K <= T); the model is unchanged (no position encodings,
+            K-free weights). The choice is recorded in ``meta.json: eval_setting`` and used by
+            eval, verify, the threshold and the report.
         num_exemplars: quality assessment: exemplars per query (predictions averaged).
         aiou_thresholds: AIoU thresholds (after regrouping the K steps into 3 phases).
     """
@@ -178,6 +180,8 @@ class EvalConfig:
     val_pairs: int = 200
     fullres_max_frames: int | None = 512
     tune_on_val: bool = False
+    tune_frames: list[Any] = field(default_factory=lambda: [16, 32, "train", "median"])
+    tune_steps: list[float] = field(default_factory=lambda: [1.0, 1.5, 2.0, 3.0])
     num_exemplars: int = 5
     aiou_thresholds: list[float] = field(default_factory=lambda: [0.5, 0.75])
 
@@ -354,6 +358,18 @@ class CPARecipe(Recipe):
         for k in cfg.eval.steps_sweep:
             if not is_auto(d.num_frames) and not 1 <= k <= d.num_frames:
                 raise ValueError(f"eval.steps_sweep value {k} must be in [1, T={d.num_frames}]")
+        e = cfg.eval
+        if e.tune_on_val:
+            if not e.tune_frames or any(
+                not (t in ("train", "median") or (isinstance(t, int) and t >= 1))
+                for t in e.tune_frames
+            ):
+                raise ValueError("eval.tune_frames must be a non-empty list of ints >= 1, "
+                                 f"'train' or 'median', got {e.tune_frames}")
+            if not e.tune_steps or any(not (isinstance(f, (int, float)) and f > 0)
+                                       for f in e.tune_steps):
+                raise ValueError("eval.tune_steps must be a non-empty list of factors > 0 "
+                                 f"(of the trained K), got {e.tune_steps}")
         if not d.clip_offsets or any(not 0 <= o < 1 for o in d.clip_offsets):
             raise ValueError(f"data.clip_offsets must be non-empty values in [0, 1), got {d.clip_offsets}")
         if not 0 < d.positive_fraction <= 1 or d.pairs_per_epoch < 1:
@@ -532,8 +548,10 @@ def tuned(cfg: CPAConfig, info: Mapping[str, Any] | None) -> CPAConfig:
 
 def tune_on_validation(model: CPAModel, cfg: CPAConfig, data) -> dict[str, Any]:
     """The evaluation (T, K) of the CPA distance with the best AUC on the validation pairs
-    (the held-out ``val`` videos; never the test split). Candidates: T in {16, 32, trained T},
-    K in {K, round(1.5 K), 2 K} with K <= T. Returns ``{num_frames, steps, val_auc, grid}``."""
+    (the held-out ``val`` videos; never the test split). Candidates: T in ``eval.tune_frames``
+    (``"train"``: the trained T; ``"median"``: the validation videos' median length), K in
+    ``eval.tune_steps`` x the trained K, with K <= T. Returns ``{num_frames, steps, val_auc,
+    grid}``."""
     from procalign.eval import verification_auc
 
     pairs, _, _ = P.evaluation_pairs(data.split("val"), [], "sampled", cfg.eval.val_pairs,
@@ -543,8 +561,16 @@ def tune_on_validation(model: CPAModel, cfg: CPAConfig, data) -> dict[str, Any]:
         raise ValueError("the validation pairs must hold both same and different pairs to "
                          "choose the evaluation T and K (eval.tune_on_val)")
     T0, K0 = int(cfg.data.num_frames), int(cfg.model.steps)
-    frames = sorted({16, 32, T0})
-    steps = sorted({K0, int(round(1.5 * K0)), 2 * K0})
+    frames = set()
+    for t in cfg.eval.tune_frames:
+        if t == "train":
+            frames.add(T0)
+        elif t == "median":
+            frames.add(int(np.median([len(v.features) for v in data.split("val")])))
+        else:
+            frames.add(int(t))
+    frames = sorted(frames)
+    steps = sorted({max(1, int(round(f * K0))) for f in cfg.eval.tune_steps})
     grid: dict[str, float] = {}
     model.eval()
     for T in frames:

@@ -89,7 +89,17 @@ def test_tune_on_val_chooses_eval_frames_and_steps_on_validation_pairs(tmp_path,
     setting = meta["eval_setting"]
     grid = setting["grid"]
     # every candidate was scored; the chosen one is the best validation AUC
-    assert set(grid) == {f"T={t},K={k}" for t in (12, 16, 32) for k in (3, 4, 6)}
+    # T: 16, 32, the trained 12 and the validation videos' median length; K: 1, 1.5, 2, 3 x 3
+    frames = {int(t.split(",")[0][2:]) for t in grid}
+    assert {12, 16, 32} < frames and len(frames) == 4
+    (median,) = frames - {12, 16, 32}
+    from procalign.methods import load_recipes as _lr
+    from procalign.train.runner import load_run as _load
+
+    _cfg, _, _ = _load(_lr().build("cpa"), run)
+    val = _lr().build("cpa").load_data(_cfg, None, False).split("val")
+    assert median == int(np.median([len(v.features) for v in val]))
+    assert set(grid) == {f"T={t},K={k}" for t in frames for k in (3, 4, 6, 9) if k <= t}
     assert setting["val_auc"] == max(grid.values())
     assert grid[f"T={setting['num_frames']},K={setting['steps']}"] == setting["val_auc"]
     summary = json.loads((run / "summary.json").read_text())
@@ -123,3 +133,13 @@ def test_sspl_folder_config_takes_k_from_steps_and_tasks_from_the_task_column(tm
     assert summary["auto"]["teacher.k"]["value"] == 4
     meta = json.loads((run / "meta.json").read_text())
     assert sorted(meta["classes"]) == ["1", "2"]  # the folder's tasks, not its 4 procedures
+
+
+@pytest.mark.parametrize("bad", ["eval.tune_frames=[16,longest]", "eval.tune_frames=[]",
+                                 "eval.tune_steps=[1.0,-2]", "eval.tune_steps=[]"])
+def test_a_bad_evaluation_grid_is_refused_before_training(tmp_path, capsys, bad):
+    rc = main(["train", "cpa", *TINY, "eval.tune_on_val=true", "train.val_fraction=0.3", bad,
+               "--out", str(tmp_path / "r"), "--quiet"])
+    key = bad.split("=")[0]
+    assert rc != 0 and key in capsys.readouterr().err
+    assert not (tmp_path / "r" / "config.yaml").exists()

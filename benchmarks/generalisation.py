@@ -1,7 +1,7 @@
 """Generalisation: the methods with their folder configs against the strong model-free baselines.
 
     PROCALIGN_DATA=../shared/data python benchmarks/generalisation.py \
-        [--datasets nuisance csv] [--seeds 0 1 2] [--methods cpa lrprop] [--out DIR]
+        [--datasets nuisance csv] [--seeds 0 1 2] [--methods cpa lrprop weaksvr] [--out DIR]
 
 What a user does with a dataset nobody tuned procalign for, end to end and in subprocesses:
 
@@ -100,6 +100,29 @@ def run_cpa(dataset: str, folder: Path, seed: int, out: Path) -> dict:
     }
 
 
+def run_weaksvr(dataset: str, folder: Path, seed: int, out: Path) -> dict:
+    """WeakSVR with its folder config on the same test pairs as CPA (its own report carries the
+    same full-resolution baselines, chosen on its own validation pairs)."""
+    run = out / "runs" / f"weaksvr_{dataset}_s{seed}"
+    t0 = time.perf_counter()
+    sh(procalign("train", "weaksvr", "--config", "configs/weaksvr_folder.yaml",
+                 f"data.root={folder}", f"train.seed={seed}", "train.threads=1", "--out",
+                 str(run), "--quiet"))
+    train_s = time.perf_counter() - t0
+    sh(procalign("eval", "weaksvr", "--run", str(run), "--quiet", *EXTRA_EVAL[dataset]))
+    report = json.loads((run / "eval.json").read_text())
+    summary = json.loads((run / "summary.json").read_text())
+    auc = {}
+    for r in report["metrics"]:
+        if r["metric"] == "auc":
+            auc.setdefault(r["distance"], {"value": r["value"], "variant": r["variant"]})
+    return {"auc": auc, "verdict": report.get("verdict", {}).get("line"),
+            "margin": report.get("verdict", {}).get("margin"),
+            "chosen_baselines": report.get("baselines", {}).get("chosen"),
+            "auto": summary.get("auto"), "num_pairs": report.get("num_pairs"),
+            "train_seconds": train_s}
+
+
 def run_lrprop(dataset: str, folder: Path, seed: int, out: Path) -> dict:
     run = out / "runs" / f"lrprop_{dataset}_s{seed}"
     t0 = time.perf_counter()
@@ -133,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", nargs="+", default=["nuisance", "csv"], choices=sorted(EXTRA_EVAL))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--methods", nargs="+", default=["cpa", "lrprop"], choices=["cpa", "lrprop"])
+    p.add_argument("--methods", nargs="+", default=["cpa", "lrprop", "weaksvr"],
+                   choices=["cpa", "lrprop", "weaksvr"])
     p.add_argument("--out", default="runs/bench/generalisation")
     args = p.parse_args(argv)
     if "csv" in args.datasets and not os.environ.get("PROCALIGN_DATA"):
@@ -154,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
                     f"{k} {v['value']:.3f}" for k, v in r["auc"].items())
                     + f" | T/K {r['eval_setting'] and (r['eval_setting']['num_frames'], r['eval_setting']['steps'])}"
                     f" | {r['train_seconds']:.0f} s", flush=True)
+            if "weaksvr" in args.methods:
+                r = run_weaksvr(ds, folder, seed, out)
+                results.setdefault("weaksvr", []).append(r)
+                print(f"{ds} seed {seed} weaksvr: {r['verdict']} | {r['train_seconds']:.0f} s",
+                      flush=True)
             if "lrprop" in args.methods and ds == "nuisance":
                 r = run_lrprop(ds, folder, seed, out)
                 results.setdefault("lrprop", []).append(r)

@@ -420,6 +420,15 @@ def render_generalisation(data: dict) -> str:
                 margin = mean_std([r["auc"][key]["value"] - b for r, b in zip(runs, best)], 100, 1)
             lines.append(f"| {GEN_DATASETS.get(ds, ds)} | {label} | {mean_std(vals, 100, 1)} | "
                          f"{margin} |")
+        weak = res.get("weaksvr", [])
+        if weak:
+            vals = [r["auc"]["weaksvr"]["value"] for r in weak]
+            margins = [r["auc"]["weaksvr"]["value"] - max(
+                r["auc"][k]["value"] for k in r["auc"] if k.startswith(("fullres_", "raw_")))
+                for r in weak]
+            lines.append(f"| {GEN_DATASETS.get(ds, ds)} | WeakSVR (trained, "
+                         f"configs/weaksvr_folder.yaml; same test pairs, own baselines) | "
+                         f"{mean_std(vals, 100, 1)} | {mean_std(margins, 100, 1)} |")
         settings = sorted({(r["auto"] or {}).get("data.num_frames", {}).get("value", "-")
                            for r in runs} - {"-"})
         ks = sorted({(r["auto"] or {}).get("model.steps", {}).get("value", "-") for r in runs}

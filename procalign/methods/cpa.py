@@ -482,7 +482,8 @@ class CPARecipe(Recipe):
         )
         if only is None:
             add_baselines(report, data, cfg, pairs, "cpa", progress)
-        return {**report, "split": e.split, "pairs": source, "warnings": notes,
+        return {**report, "split": e.split, "pairs": source,
+                "warnings": [*notes, *report.get("warnings", [])],
                 "simulated_frames": data.simulated,
                 **({"eval_setting": info["eval_setting"]} if info.get("eval_setting") else {})}
 

@@ -35,6 +35,8 @@ from procalign.config import OptimConfig, TrainConfig
 from procalign.config import check_choice as _choice
 from procalign.data import featureset as fset
 from procalign.eval import protocols as P
+from procalign.eval.fullres import FULLRES, add_baselines
+from procalign.eval.fullres import check_config as check_fullres
 from procalign.losses import weaksvr as L
 from procalign.methods import METHODS
 from procalign.methods.auto import check_int_or_auto
@@ -146,6 +148,11 @@ class EvalConfig:
             videos of other procedures, same task when possible) or ``none``.
         topk: k of the top-k matching accuracies.
         batch_size: clips per forward pass.
+        fullres, val_fraction, val_pairs, fullres_max_frames, gamma: the strong model-free
+            baselines on the same verification pairs (as CPA's, :mod:`procalign.eval.fullres`:
+            full-resolution DTW / soft-DTW after per-video normalisation and smoothing chosen
+            on validation pairs of held-out training videos, mean pooling); the report's
+            ``verdict`` says whether WeakSVR beats the best of them. ``[]`` leaves them out.
     """
 
     split: str = "test"
@@ -158,6 +165,11 @@ class EvalConfig:
     candidates: int = 5
     topk: list[int] = field(default_factory=lambda: [1, 5])
     batch_size: int = 128
+    fullres: list[str] = field(default_factory=lambda: list(FULLRES))
+    val_fraction: float = 0.2
+    val_pairs: int = 200
+    fullres_max_frames: int | None = 512
+    gamma: float = 0.1
 
 
 @dataclass
@@ -302,6 +314,7 @@ class WeakSVRRecipe(Recipe):
         ):
             _choice(value, key, options)
         check_int_or_auto(d.num_frames, "data.num_frames (N)")
+        check_fullres(e)
         for key in ("coarse", "fine", "cls"):
             if getattr(c, key) < 0:
                 raise ValueError(f"loss.{key} must be >= 0, got {getattr(c, key)}")
@@ -388,7 +401,10 @@ class WeakSVRRecipe(Recipe):
             lambda i: data.get(i).features, pairs, _video_embed(model), dists,
             steps=lambda i: data.get(i).steps, progress=progress, **_clip_args(cfg),
         )
-        out = {**report, "split": e.split, "pairs": source, "warnings": notes,
+        if only is None:
+            add_baselines(report, data, cfg, pairs, "weaksvr", progress)
+        out = {**report, "split": e.split, "pairs": source,
+               "warnings": [*notes, *report.get("warnings", [])],
                "simulated_frames": data.simulated, "text_encoder": info.get("text_encoder")}
         if only is None:
             out["metrics"] = out["metrics"] + fine_alignment(

@@ -184,3 +184,32 @@ def test_lrprop_validation_split_selects_the_best_epoch_on_held_out_labels(tmp_p
     assert again["val_dtw_alignment_accuracy"] == pytest.approx(max(scores), abs=1e-6)
     with pytest.raises(ValueError, match="train.val_fraction.*class_agnostic"):
         recipe.validate(load_config(lrprop.LRPropConfig, None, ["train.val_fraction=0.2"]))
+
+
+def test_weaksvr_reports_the_same_baselines_on_its_own_pairs_and_a_verdict(tmp_path, capsys):
+    from tests.methods.test_contract import TINY as CONTRACT
+
+    run = tmp_path / "w"
+    assert main(["train", "weaksvr", *CONTRACT["weaksvr"], "train.epochs=1",
+                 "eval.val_pairs=24", "--out", str(run), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["eval", "weaksvr", "--run", str(run), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    report = json.loads((run / "eval.json").read_text())
+    rows = [r for r in report["metrics"] if r["metric"] == "auc"]
+    kinds = {r["distance"] for r in rows}
+    assert {"weaksvr", "fullres_dtw", "fullres_soft_dtw", "fullres_mean"} <= kinds
+    assert set(report["baselines"]["chosen"]) == {"fullres_dtw", "fullres_soft_dtw", "fullres_mean"}
+    assert "never on the test pairs" in report["baselines"]["validation"]
+    v = report["verdict"]
+    assert v["method"] == "weaksvr" and v["line"] in err
+    best = max((r for r in rows if r["distance"].startswith(("fullres_", "raw_"))),
+               key=lambda r: r["value"])
+    weak = next(r for r in rows if r["distance"] == "weaksvr")
+    assert v["margin"] == pytest.approx(weak["value"] - best["value"])
+    # and they can be left out, a bad name is refused with the key
+    assert main(["eval", "weaksvr", "--run", str(run), "--quiet", "eval.fullres=[]"]) == 0
+    report = json.loads((run / "eval.json").read_text())
+    assert not any(r["distance"].startswith("fullres_") for r in report["metrics"])
+    assert main(["eval", "weaksvr", "--run", str(run), "--quiet", "eval.fullres=[dtw]"]) != 0
+    assert "eval.fullres" in capsys.readouterr().err

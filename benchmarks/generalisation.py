@@ -1,7 +1,7 @@
 """Generalisation: the methods with their folder configs against the strong model-free baselines.
 
     PROCALIGN_DATA=../shared/data python benchmarks/generalisation.py \
-        [--datasets nuisance csv] [--seeds 0 1 2] [--methods cpa lrprop weaksvr] [--out DIR]
+        [--datasets nuisance csv] [--seeds 0 1 2] [--methods cpa lrprop weaksvr sspl] [--out DIR]
 
 What a user does with a dataset nobody tuned procalign for, end to end and in subprocesses:
 
@@ -34,6 +34,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -71,6 +73,47 @@ def make_folder(dataset: str, seed: int, out: Path) -> Path:
         sh(procalign("synth", str(folder), "--from-svip", str(root), "--seed", str(seed),
                      "--quiet"))
     return folder
+
+
+def clean_ceiling(dataset: str, folder: Path) -> dict:
+    """Not a baseline: full-resolution DTW on the generator's noise-free signal (the same videos
+    and layouts with no subject offsets, mixing, drift, noise or background activity), on the
+    same test pairs the methods are scored on. What the frames' content allows an alignment
+    distance to reach: a method >= 3 points over the best baseline needs this much headroom."""
+    from dataclasses import fields
+
+    from procalign.data.featureset import DataConfig, load_featureset
+    from procalign.data.synthetic import SynthConfig, from_svip, make_dataset
+    from procalign.eval import verification_auc
+    from procalign.eval import protocols as P
+    from procalign.eval.fullres import fullres_distances, prepare
+
+    meta = json.loads((folder / "meta.json").read_text())
+    names = {f.name for f in fields(SynthConfig)}
+    cfg = {k: v for k, v in meta["config"].items() if k in names}
+    clean_cfg = SynthConfig(**{**cfg, "noise": 0.0, "video_nuisance": 0.0, "mixing": 0.0,
+                               "drift": 0.0, "distractor": 0.0})
+    source = meta.get("source", "")
+    clean = (from_svip(source.split("svip:", 1)[1], clean_cfg) if source.startswith("svip:")
+             else make_dataset(clean_cfg))
+    feats = {v.record.video_id: v.features for v in clean.videos}
+    data = load_featureset(DataConfig(dataset="folder", root=str(folder)))
+    sampled = "eval.pairs=sampled" in EXTRA_EVAL[dataset]
+    num = int(next((a.split("=")[1] for a in EXTRA_EVAL[dataset] if a.startswith("eval.num_pairs=")),
+                   400))
+    pairs, _, _ = P.evaluation_pairs(data.split("test"), [] if sampled else data.pairs,
+                                     "sampled" if sampled else "auto", num, "prefer_same_task", 7)
+    same = np.array([bool(p.same) for p in pairs])
+    for v in data.split("test"):  # the clean videos are the folder's, frame for frame
+        if len(feats[v.video_id]) != len(v.features):
+            raise RuntimeError(f"clean video {v.video_id} does not match the folder's")
+    out = {}
+    for norm in ("center", "standardize"):
+        f = {i: prepare(x, norm, 1) for i, x in feats.items()}
+        d = fullres_distances("fullres_dtw", [f[p.video_id_1] for p in pairs],
+                              [f[p.video_id_2] for p in pairs])
+        out[norm] = float(verification_auc(d, same))
+    return {"auc": max(out.values()), "by_norm": out, "num_pairs": len(pairs)}
 
 
 def run_cpa(dataset: str, folder: Path, seed: int, out: Path) -> dict:
@@ -123,6 +166,28 @@ def run_weaksvr(dataset: str, folder: Path, seed: int, out: Path) -> dict:
             "train_seconds": train_s}
 
 
+def run_sspl(dataset: str, folder: Path, seed: int, out: Path) -> dict:
+    """Multi-task procedure learning with its folder config (k from the `steps` column, tasks
+    from the `task` column): frame F1 / IoU of the key-steps on the test videos against the
+    model-free rows of its own report (uniform segments, random, the initial k-means + subset
+    selection teacher on the inputs)."""
+    run = out / "runs" / f"sspl_{dataset}_s{seed}"
+    t0 = time.perf_counter()
+    sh(procalign("train", "sspl", "--config", "configs/sspl_folder.yaml", f"data.root={folder}",
+                 f"train.seed={seed}", "train.threads=1", "--out", str(run), "--quiet"))
+    train_s = time.perf_counter() - t0
+    sh(procalign("eval", "sspl", "--run", str(run), "--quiet"))
+    report = json.loads((run / "eval.json").read_text())
+    summary = json.loads((run / "summary.json").read_text())
+    rows: dict[str, dict[str, float]] = {}
+    for r in report["metrics"]:
+        if r["metric"] in ("f1", "iou", "mof", "task_accuracy"):
+            name = r["variant"].split(",k=")[0]
+            rows.setdefault(name, {}).setdefault(r["metric"], r["value"])
+    return {"rows": rows, "k": report.get("k"), "auto": summary.get("auto"),
+            "train_seconds": train_s}
+
+
 def run_lrprop(dataset: str, folder: Path, seed: int, out: Path) -> dict:
     run = out / "runs" / f"lrprop_{dataset}_s{seed}"
     t0 = time.perf_counter()
@@ -156,8 +221,8 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", nargs="+", default=["nuisance", "csv"], choices=sorted(EXTRA_EVAL))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--methods", nargs="+", default=["cpa", "lrprop", "weaksvr"],
-                   choices=["cpa", "lrprop", "weaksvr"])
+    p.add_argument("--methods", nargs="+", default=["cpa", "lrprop", "weaksvr", "sspl"],
+                   choices=["cpa", "lrprop", "weaksvr", "sspl"])
     p.add_argument("--out", default="runs/bench/generalisation")
     args = p.parse_args(argv)
     if "csv" in args.datasets and not os.environ.get("PROCALIGN_DATA"):
@@ -171,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[str, list] = {}
         for seed in args.seeds:
             folder = make_folder(ds, seed, out)
+            c = clean_ceiling(ds, folder)
+            results.setdefault("ceiling", []).append(c)
+            print(f"{ds} seed {seed} noise-free DTW ceiling: {c['auc']:.3f}", flush=True)
             if "cpa" in args.methods:
                 r = run_cpa(ds, folder, seed, out)
                 results.setdefault("cpa", []).append(r)
@@ -183,6 +251,12 @@ def main(argv: list[str] | None = None) -> int:
                 results.setdefault("weaksvr", []).append(r)
                 print(f"{ds} seed {seed} weaksvr: {r['verdict']} | {r['train_seconds']:.0f} s",
                       flush=True)
+            if "sspl" in args.methods:
+                r = run_sspl(ds, folder, seed, out)
+                results.setdefault("sspl", []).append(r)
+                print(f"{ds} seed {seed} sspl: " + ", ".join(
+                    f"{k} f1 {v.get('f1', float('nan')):.3f}" for k, v in r["rows"].items()
+                    if "f1" in v) + f" | {r['train_seconds']:.0f} s", flush=True)
             if "lrprop" in args.methods and ds == "nuisance":
                 r = run_lrprop(ds, folder, seed, out)
                 results.setdefault("lrprop", []).append(r)

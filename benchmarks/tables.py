@@ -420,6 +420,11 @@ def render_generalisation(data: dict) -> str:
                 margin = mean_std([r["auc"][key]["value"] - b for r, b in zip(runs, best)], 100, 1)
             lines.append(f"| {GEN_DATASETS.get(ds, ds)} | {label} | {mean_std(vals, 100, 1)} | "
                          f"{margin} |")
+        ceil = res.get("ceiling", [])
+        if ceil:
+            lines.append(f"| {GEN_DATASETS.get(ds, ds)} | ceiling, not a baseline: DTW on the "
+                         f"generator's noise-free signal, same pairs | "
+                         f"{mean_std([c['auc'] for c in ceil], 100, 1)} | – |")
         weak = res.get("weaksvr", [])
         if weak:
             vals = [r["auc"]["weaksvr"]["value"] for r in weak]
@@ -456,10 +461,35 @@ def render_generalisation(data: dict) -> str:
             lrows.append(f"| {GEN_DATASETS.get(ds, ds)} | {label} | "
                          f"{cell('dtw_alignment_accuracy@real')} | {cell('kendalls_tau@real')} | "
                          f"{cell('kendalls_tau@gap_static')} |")
+    srows = ["", "| dataset | key-steps from | frame F1 % | IoU % | margin in F1 over best "
+             "model-free row (pts) |", "|---|---|---|---|---|"]
+    snames = {"sspl,true_task": "SSPL network (trained, configs/sspl_folder.yaml; true task)",
+              "sspl,predicted_task": "SSPL network (its own predicted task)",
+              "teacher_initial": "model-free: k-means + subset selection on the inputs",
+              "uniform": "model-free: k equal segments", "random": "model-free: random"}
+    have_sspl = False
+    for ds, res in data["results"].items():
+        runs = res.get("sspl", [])
+        if not runs:
+            continue
+        have_sspl = True
+        free = [max(r["rows"][m]["f1"] for m in ("teacher_initial", "uniform", "random")
+                    if m in r["rows"]) for r in runs]
+        for name, label in snames.items():
+            vals = [r["rows"].get(name, {}) for r in runs]
+            if not all("f1" in v for v in vals):
+                continue
+            margin = (mean_std([v["f1"] - b for v, b in zip(vals, free)], 100, 1)
+                      if name.startswith("sspl") else "–")
+            srows.append(f"| {GEN_DATASETS.get(ds, ds)} | {label} | "
+                         f"{mean_std([v['f1'] for v in vals], 100, 1)} | "
+                         f"{mean_std([v['iou'] for v in vals], 100, 1)} | {margin} |")
+        notes.append(f"{GEN_DATASETS.get(ds, ds)} (sspl): k = {sorted({r['k'] for r in runs})} "
+                     "from the steps column.")
     meta = data["meta"]
     tail = ["", *notes, f"Seeds {data['seeds']}; {meta['machine']}; torch {meta['torch']}; "
             f"{meta.get('threads', 1)} thread."]
-    body = lines + (lrows if have_lrprop else []) + tail
+    body = lines + (lrows if have_lrprop else []) + (srows if have_sspl else []) + tail
     return _command(data) + "\n".join(body) + "\n"
 
 

@@ -167,3 +167,36 @@ def test_kernel_reads_costs_in_place_with_any_layout_and_empty_lanes(dtype):
     for b in range(9):
         value, _ = _enumerate(c[b], int(ln[b]), int(lm[b]), 0.5)
         np.testing.assert_allclose(ref_out[b], float(value), rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_tiled_long_rows_blocked_copies(dtype):
+    """Rows long enough for the 8 x 8 block copies of the costs and of G (lanes sharing >= 8
+    columns), with ragged tails past the blocks, empty lanes, and NaN padding: the same values and
+    gradients as the torch wavefront, and the padding never read."""
+    g = torch.Generator().manual_seed(11)
+    B, N, M = 23, 29, 37  # a full tile and a partial one (7 lanes, 9 empty)
+    c = torch.rand(B, N, M, generator=g, dtype=torch.float64)
+    ln = torch.randint(N - 12, N + 1, (B,), generator=g)
+    lm = torch.randint(M - 20, M + 1, (B,), generator=g)
+    ln[0], lm[0] = N, M
+    x = c.to(dtype).clone().requires_grad_(True)
+    v = dp.soft_dtw(x, 0.5, ln, lm, backend="numba")
+    v.sum().backward()
+    xt = c.clone().requires_grad_(True)
+    vt = dp.soft_dtw(xt, 0.5, ln, lm, backend="torch")
+    vt.sum().backward()
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {}
+    torch.testing.assert_close(v.double(), vt.detach(), **tol)
+    torch.testing.assert_close(x.grad.double(), xt.grad, **tol)
+    from procalign.dp.grid import _SoftDTWNumba
+
+    pad = c.to(dtype).clone()
+    for b in range(B):
+        pad[b, int(ln[b]) :] = float("nan")
+        pad[b, :, int(lm[b]) :] = float("nan")
+    x_pad = pad.requires_grad_(True)
+    vp = _SoftDTWNumba.apply(x_pad, ln, lm, 0.5)
+    vp.sum().backward()
+    assert torch.equal(vp, v.detach())
+    assert torch.equal(x_pad.grad, x.grad)

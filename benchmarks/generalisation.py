@@ -143,18 +143,26 @@ def run_cpa(dataset: str, folder: Path, seed: int, out: Path) -> dict:
     }
 
 
-def run_weaksvr(dataset: str, folder: Path, seed: int, out: Path) -> dict:
-    """WeakSVR with its folder config on the same test pairs as CPA (its own report carries the
-    same full-resolution baselines, chosen on its own validation pairs)."""
-    run = out / "runs" / f"weaksvr_{dataset}_s{seed}"
+def train_eval(method: str, dataset: str, folder: Path, seed: int, out: Path,
+               eval_args: list[str] = ()) -> tuple[dict, dict, float]:
+    """``procalign train METHOD --config configs/METHOD_folder.yaml`` then ``eval``:
+    (eval report, summary, training seconds)."""
+    run = out / "runs" / f"{method}_{dataset}_s{seed}"
     t0 = time.perf_counter()
-    sh(procalign("train", "weaksvr", "--config", "configs/weaksvr_folder.yaml",
+    sh(procalign("train", method, "--config", f"configs/{method}_folder.yaml",
                  f"data.root={folder}", f"train.seed={seed}", "train.threads=1", "--out",
                  str(run), "--quiet"))
     train_s = time.perf_counter() - t0
-    sh(procalign("eval", "weaksvr", "--run", str(run), "--quiet", *EXTRA_EVAL[dataset]))
-    report = json.loads((run / "eval.json").read_text())
-    summary = json.loads((run / "summary.json").read_text())
+    sh(procalign("eval", method, "--run", str(run), "--quiet", *eval_args))
+    return (json.loads((run / "eval.json").read_text()),
+            json.loads((run / "summary.json").read_text()), train_s)
+
+
+def run_weaksvr(dataset: str, folder: Path, seed: int, out: Path) -> dict:
+    """WeakSVR with its folder config on the same test pairs as CPA (its own report carries the
+    same full-resolution baselines, chosen on its own validation pairs)."""
+    report, summary, train_s = train_eval("weaksvr", dataset, folder, seed, out,
+                                          EXTRA_EVAL[dataset])
     auc = {}
     for r in report["metrics"]:
         if r["metric"] == "auc":
@@ -171,14 +179,7 @@ def run_sspl(dataset: str, folder: Path, seed: int, out: Path) -> dict:
     from the `task` column): frame F1 / IoU of the key-steps on the test videos against the
     model-free rows of its own report (uniform segments, random, the initial k-means + subset
     selection teacher on the inputs)."""
-    run = out / "runs" / f"sspl_{dataset}_s{seed}"
-    t0 = time.perf_counter()
-    sh(procalign("train", "sspl", "--config", "configs/sspl_folder.yaml", f"data.root={folder}",
-                 f"train.seed={seed}", "train.threads=1", "--out", str(run), "--quiet"))
-    train_s = time.perf_counter() - t0
-    sh(procalign("eval", "sspl", "--run", str(run), "--quiet"))
-    report = json.loads((run / "eval.json").read_text())
-    summary = json.loads((run / "summary.json").read_text())
+    report, summary, train_s = train_eval("sspl", dataset, folder, seed, out)
     rows: dict[str, dict[str, float]] = {}
     for r in report["metrics"]:
         if r["metric"] in ("f1", "iou", "mof", "task_accuracy"):

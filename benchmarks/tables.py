@@ -465,7 +465,7 @@ def render_generalisation(data: dict) -> str:
              "model-free row (pts) |", "|---|---|---|---|---|"]
     snames = {"sspl,true_task": "SSPL network (trained, configs/sspl_folder.yaml; true task)",
               "sspl,predicted_task": "SSPL network (its own predicted task)",
-              "teacher_initial": "model-free: k-means + subset selection on the inputs",
+              "teacher_initial": "model-free: k-means + subset selection on the inputs (normalised as the run)",
               "uniform": "model-free: k equal segments", "random": "model-free: random"}
     have_sspl = False
     for ds, res in data["results"].items():

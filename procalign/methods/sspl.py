@@ -46,7 +46,7 @@ from procalign.eval.report import row
 from procalign.losses import sspl as T
 from procalign.methods import METHODS
 from procalign.methods.base import Recipe, TrainSpec
-from procalign.models.sspl import POOLINGS, SSPLModel
+from procalign.models.sspl import INPUT_NORMS, POOLINGS, SSPLModel
 
 LOCALISATION_LOSSES = ("ranking", "cross_entropy")
 BACKGROUND_RULES = ("none", "unselected")
@@ -76,6 +76,10 @@ class ModelConfig:
         pooling: Eq. 4 as ``average`` (sum_t p f / sum_t p: the text's "weighted average";
             default because h_m then stays on the scale of f whatever a state's share of the
             video) or ``sum`` (the equation as printed).
+        input_norm: after standardising by the training set's mean / std (``dataset``, the
+            default), also per video: ``center`` (subtract the video's mean frame) or
+            ``standardize`` (and divide by its per-dimension std), against per-subject or
+            per-camera offsets. The teacher, the student and every prediction see the same.
     """
 
     num_states: int = 50
@@ -85,6 +89,7 @@ class ModelConfig:
     attention: bool = True
     learned_pooling: bool = True
     pooling: str = "average"
+    input_norm: str = "dataset"
 
 
 @dataclass
@@ -303,6 +308,8 @@ class SSPLRecipe(Recipe):
         _check(m.kernel % 2 == 1, "model.kernel", "odd", m.kernel)
         _check(0 <= m.levels <= 6, "model.levels", "in [0, 6]", m.levels)
         _check(m.pooling in POOLINGS, "model.pooling", f"one of {POOLINGS}", m.pooling)
+        _check(m.input_norm in INPUT_NORMS, "model.input_norm", f"one of {INPUT_NORMS}",
+               m.input_norm)
         check_int_or_auto(te.k, "teacher.k")
         if not is_auto(te.k) and te.k > m.num_states:
             raise ValueError(
@@ -368,6 +375,7 @@ class SSPLRecipe(Recipe):
             int(info["in_dim"]), int(info.get("regions", 1)), len(info["classes"]), m.num_states,
             cfg.teacher.k, hidden=m.hidden, levels=m.levels, kernel=m.kernel,
             attention=m.attention, learned_pooling=m.learned_pooling, pooling=m.pooling,
+            input_norm=m.input_norm,
         )}
 
     def trainer(self, cfg: SSPLConfig, data, info, part: str, model: SSPLModel) -> TrainSpec:
@@ -514,7 +522,7 @@ class SSPLRecipe(Recipe):
 
         def mean_region(x):
             with torch.no_grad():
-                y = model.regions_of(torch.as_tensor(np.asarray(x, np.float32),
+                y = model.regions_of(torch.as_tensor(np.array(x, np.float32),
                                                      device=model.in_mean.device)[None])
             return y.mean(2)[0].double().cpu().numpy()
 

@@ -32,6 +32,8 @@ from torch import nn
 __all__ = ["SSPLModel", "TinyMLP"]
 
 POOLINGS = ("average", "sum")
+#: per-video input normalisation after the dataset standardisation (``regions_of``)
+INPUT_NORMS = ("dataset", "center", "standardize")
 
 
 class TinyMLP(nn.Module):
@@ -61,8 +63,12 @@ class SSPLModel(nn.Module):
         attention: bool = True,
         learned_pooling: bool = True,
         pooling: str = "average",
+        input_norm: str = "dataset",
     ) -> None:
         super().__init__()
+        if input_norm not in INPUT_NORMS:
+            raise ValueError(f"input_norm must be one of {INPUT_NORMS}, got {input_norm!r}")
+        self.input_norm = input_norm
         if regions < 1 or in_dim % regions:
             raise ValueError(f"input width {in_dim} is not R x D for R = {regions} regions")
         if pooling not in POOLINGS:
@@ -98,14 +104,25 @@ class SSPLModel(nn.Module):
         self.in_mean.copy_(torch.as_tensor(x.mean(0), dtype=self.in_mean.dtype))
         self.in_std.copy_(torch.as_tensor(np.maximum(x.std(0), 1e-6), dtype=self.in_std.dtype))
 
-    def regions_of(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, R*D) -> standardised (B, T, R, D)."""
+    def regions_of(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, R*D), mask (B, T) valid frames -> standardised (B, T, R, D): by the training
+        set's per-dimension mean / std, then (``input_norm``) per video over its valid frames:
+        ``center`` subtracts the video's mean frame, ``standardize`` also divides by the video's
+        per-dimension std (subject, camera and lighting offsets; ``dataset``: neither)."""
         if x.ndim != 3 or x.shape[2] != self.regions * self.dim:
             raise ValueError(
                 f"x must be (B, T, R*D) = (B, T, {self.regions * self.dim}), got {tuple(x.shape)}"
             )
-        y = x.reshape(*x.shape[:2], self.regions, self.dim)
-        return (y - self.in_mean) / self.in_std
+        y = (x.reshape(*x.shape[:2], self.regions, self.dim) - self.in_mean) / self.in_std
+        if self.input_norm == "dataset":
+            return y
+        w = (torch.ones(x.shape[:2], device=x.device) if mask is None else mask.to(y.dtype))
+        w = w[:, :, None, None]
+        n = w.sum(1, keepdim=True).clamp(min=1.0)
+        y = y - (y * w).sum(1, keepdim=True) / n
+        if self.input_norm == "standardize":
+            y = y / ((y * y * w).sum(1, keepdim=True) / n).sqrt().clamp(min=1e-3)
+        return y
 
     # ------------------------------------------------------------------ parts
     def attend(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,7 +166,7 @@ class SSPLModel(nn.Module):
         return torch.softmax(self.beta_mlp(h), dim=1)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        y = self.regions_of(x)
+        y = self.regions_of(x, mask)
         if mask is None:
             mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
         f, alpha = self.attend(y)

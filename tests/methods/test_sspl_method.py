@@ -106,6 +106,7 @@ def test_config_errors_name_the_key(recipe):
         "loss.localisation=hinge": "loss.localisation",
         "model.kernel=4": "model.kernel",
         "optim.name=sgd": "optim.name",
+        "model.input_norm=whiten": "model.input_norm",
     }
     for override, key in bad.items():
         with pytest.raises(ValueError, match=key.replace(".", r"\.")):
@@ -200,3 +201,33 @@ def test_key_steps_argmax_over_the_task_states_and_background_rule():
     assert spans(np.array([3, 3, -1, 3])) == [(3, 0, 1), (-1, 2, 2), (3, 3, 3)]
     with pytest.raises(ValueError, match="no selected key-steps"):
         key_steps_of(scores, np.array([], dtype=np.int64))
+
+
+@pytest.mark.parametrize("norm", ["center", "standardize"])
+def test_per_video_input_norm_removes_video_offsets_and_ignores_padding(norm):
+    """model.input_norm: a per-video offset (and, for standardize, a per-video scale) of the
+    inputs leaves the network's inputs unchanged; padded frames of a batch do not move the
+    valid frames' statistics; the default (dataset) keeps the offset."""
+    import torch
+
+    from procalign.models.sspl import SSPLModel
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 9, 2 * 4, generator=g)
+    shift = torch.randn(1, 1, 2 * 4, generator=g) * 3
+    scale = 2.5 if norm == "standardize" else 1.0
+    m = SSPLModel(8, 2, 3, 5, 2, input_norm=norm)
+    m.set_input_stats([torch.randn(20, 8, generator=g).numpy()])
+    y = m.regions_of(x)
+    # the dataset standardisation divides by in_std first, so scale the standardised offset
+    y2 = m.regions_of((x - m.in_mean.repeat(2)) * scale + shift + m.in_mean.repeat(2))
+    torch.testing.assert_close(y, y2, rtol=1e-4, atol=1e-4)
+    assert y.mean(1).abs().max() < 1e-5
+    pad = torch.cat([x, torch.full((1, 4, 8), 50.0)], dim=1)
+    mask = torch.tensor([[True] * 9 + [False] * 4])
+    torch.testing.assert_close(m.regions_of(pad, mask)[:, :9], y, rtol=1e-5, atol=1e-5)
+    base = SSPLModel(8, 2, 3, 5, 2)
+    base.set_input_stats([torch.randn(20, 8, generator=g).numpy()])
+    assert (base.regions_of(x + shift) - base.regions_of(x)).abs().max() > 0.1
+    with pytest.raises(ValueError, match="input_norm"):
+        SSPLModel(8, 2, 3, 5, 2, input_norm="whiten")

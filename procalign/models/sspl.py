@@ -106,17 +106,25 @@ class SSPLModel(nn.Module):
 
     def regions_of(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T, R*D), mask (B, T) valid frames -> standardised (B, T, R, D): by the training
-        set's per-dimension mean / std, then (``input_norm``) per video over its valid frames:
-        ``center`` subtracts the video's mean frame, ``standardize`` also divides by the video's
-        per-dimension std (subject, camera and lighting offsets; ``dataset``: neither)."""
+        set's per-dimension mean / std (:meth:`standardised`), then (``input_norm``) per video
+        over its valid frames (:meth:`per_video`)."""
+        return self.per_video(self.standardised(x), mask)
+
+    def standardised(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, R*D) -> (B, T, R, D) standardised by the training set's mean / std only."""
         if x.ndim != 3 or x.shape[2] != self.regions * self.dim:
             raise ValueError(
                 f"x must be (B, T, R*D) = (B, T, {self.regions * self.dim}), got {tuple(x.shape)}"
             )
-        y = (x.reshape(*x.shape[:2], self.regions, self.dim) - self.in_mean) / self.in_std
+        return (x.reshape(*x.shape[:2], self.regions, self.dim) - self.in_mean) / self.in_std
+
+    def per_video(self, y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``input_norm`` over each video's valid frames of y (B, T, R, D): ``center``
+        subtracts the video's mean frame, ``standardize`` also divides by its per-dimension std
+        (subject, camera and lighting offsets); ``dataset`` returns y itself."""
         if self.input_norm == "dataset":
             return y
-        w = (torch.ones(x.shape[:2], device=x.device) if mask is None else mask.to(y.dtype))
+        w = (torch.ones(y.shape[:2], device=y.device) if mask is None else mask.to(y.dtype))
         w = w[:, :, None, None]
         n = w.sum(1, keepdim=True).clamp(min=1.0)
         y = y - (y * w).sum(1, keepdim=True) / n
@@ -166,13 +174,18 @@ class SSPLModel(nn.Module):
         return torch.softmax(self.beta_mlp(h), dim=1)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        y = self.regions_of(x, mask)
+        y0 = self.standardised(x)
+        y = self.per_video(y0, mask)
         if mask is None:
             mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
         f, alpha = self.attend(y)
         scores = self.localise(f, mask)
         p = torch.softmax(scores, dim=2)
-        h = self.pool(f, p, mask)
+        # the task classifier pools the dataset-standardised frames with the same attention and
+        # state probabilities: a per-video normalisation helps find the steps but also removes
+        # what a task's mean frame carries
+        fc = f if y is y0 else (alpha.unsqueeze(3) * y0).sum(2)
+        h = self.pool(fc, p, mask)
         beta = self.weigh(h)
         logits = self.classifier((beta.unsqueeze(2) * h).sum(1))
         return {"alpha": alpha, "f": f, "scores": scores, "p": p, "h": h, "beta": beta,

@@ -231,3 +231,10 @@ def test_per_video_input_norm_removes_video_offsets_and_ignores_padding(norm):
     assert (base.regions_of(x + shift) - base.regions_of(x)).abs().max() > 0.1
     with pytest.raises(ValueError, match="input_norm"):
         SSPLModel(8, 2, 3, 5, 2, input_norm="whiten")
+    # the localiser's scores ignore the offset; the task classifier pools the dataset-
+    # standardised frames, so its logits see it
+    m.eval()
+    with torch.no_grad():
+        a, b = m(x), m((x - m.in_mean.repeat(2)) * scale + shift + m.in_mean.repeat(2))
+    torch.testing.assert_close(a["scores"], b["scores"], rtol=1e-4, atol=1e-4)
+    assert (a["logits"] - b["logits"]).abs().max() > 1e-3

@@ -365,8 +365,27 @@ class WeakSVRRecipe(Recipe):
         train = data.split(cfg.data.train_split)
         model.set_input_stats([v.features for v in train])
         bank = TextBank(cfg, [v.steps for v in data.videos])
-        eval_fn = None
-        if cfg.train.eval_every > 0:
+        eval_fn, select = None, None
+        val = data.split("val")
+        if val:  # model selection on held-out training videos (train.val_fraction)
+            pairs, _, _ = P.evaluation_pairs(val, [], "sampled", cfg.eval.val_pairs,
+                                             "prefer_same_task", cfg.train.seed + 17,
+                                             cfg.eval.val_pairs)
+            same = np.array([bool(p.same) for p in pairs])
+            if len(set(same.tolist())) < 2:
+                raise ValueError(
+                    "train.val_fraction: the held-out training videos give no pair of both kinds "
+                    "(same and different procedure); hold out more videos or set it to 0")
+
+            def eval_fn(m, epoch):
+                from procalign.eval import verification_auc
+
+                d = P.clip_distances(lambda i: data.get(i).features, pairs, _video_embed(m),
+                                     _v_distance, **_clip_args(cfg))
+                return {"val_auc": verification_auc(d, same)}
+
+            select = "val_auc"
+        elif cfg.train.eval_every > 0:
 
             def eval_fn(m, epoch):
                 rows = self.evaluate(cfg, data, {"": m}, info, False, ["weaksvr"])["metrics"]
@@ -382,6 +401,7 @@ class WeakSVRRecipe(Recipe):
             eval_fn,
             {"text_encoder": info["text_encoder"], "text_pretrained": info["text_pretrained"]},
             shard="batches",  # the video-text contrast couples the rows of a batch
+            select=select,
         )
 
     def finish(self, cfg: WeakSVRConfig, data, models, run_dir: Path) -> dict[str, Any]:

@@ -213,3 +213,29 @@ def test_weaksvr_reports_the_same_baselines_on_its_own_pairs_and_a_verdict(tmp_p
     assert not any(r["distance"].startswith("fullres_") for r in report["metrics"])
     assert main(["eval", "weaksvr", "--run", str(run), "--quiet", "eval.fullres=[dtw]"]) != 0
     assert "eval.fullres" in capsys.readouterr().err
+
+
+def test_weaksvr_validation_split_selects_the_best_epoch(tmp_path):
+    """train.val_fraction for WeakSVR: validation AUC of the video embedding on pairs of
+    held-out training videos every epoch, the best epoch's weights kept (recomputed on the
+    loaded run, it matches)."""
+    from procalign.methods import load_recipes
+    from procalign.train.runner import load_run
+    from tests.methods.test_contract import TINY as CONTRACT
+
+    run = tmp_path / "w"
+    assert main(["train", "weaksvr", *CONTRACT["weaksvr"], "train.epochs=3",
+                 "train.val_fraction=0.3", "eval.val_pairs=24", "--out", str(run), "--quiet"]) == 0
+    history = json.loads((run / "history.json").read_text())
+    scores = [h["eval/val_auc"] for h in history if "eval/val_auc" in h]
+    assert len(scores) == 3 and all(0 <= s <= 1 for s in scores)
+    selected = json.loads((run / "summary.json").read_text())["parts"][0]["selected"]
+    assert selected["metric"] == "val_auc" and selected["value"] == pytest.approx(max(scores))
+    recipe = load_recipes().build("weaksvr")
+    cfg, info, models = load_run(recipe, run)
+    data = recipe.load_data(cfg, run, False)
+    assert data.split("val") and {v.video_id for v in data.split("val")}.isdisjoint(
+        {v.video_id for v in data.split("train")})
+    spec = recipe.trainer(cfg, data, info, "", models[""])
+    assert spec.select == "val_auc"
+    assert spec.eval_fn(models[""], 0)["val_auc"] == pytest.approx(max(scores), abs=1e-6)

@@ -65,7 +65,7 @@ class _NoAliasCompiler(Compiler):
 #: jit options of the float64 tile kernels
 _TILE = {**_VEC, "pipeline_class": _NoAliasCompiler}
 #: ... and of the float32 ones: reassociation (and no signed zeros, reciprocals) lets LLVM
-#: schedule the lane loops' polynomials and selects with fewer registers: forward 8-10 % faster
+#: schedule the lane loops' polynomials and selects with fewer registers: forward 8-12 % faster
 #: on AVX2. Accuracy stays (tests/dp/test_soft_dtw_tiles.py checks the inlined exp, 1/s and log
 #: under these flags); exp rounds with ``np.rint`` rather than the add-and-subtract-a-magic-
 #: constant trick, which reassociation may fold away. Not for float64, whose Cody-Waite split
@@ -105,7 +105,7 @@ def exp_cut64(z):  # pragma: no cover - compiled
     Cody-Waite reduction z = k ln 2 + r, |r| <= ln(2)/2, Taylor to degree 12 in Estrin's form
     (remainder < 2e-16), 2**k built in the exponent field. Relative error < 5e-16."""
     x = z if z > -CUT else -CUT
-    k = np.rint(x * _LOG2E)  # an intrinsic: no reassociation can fold it away (unlike + - MAGIC)
+    k = np.rint(x * _LOG2E)  # an intrinsic: reassociation cannot fold it (a magic-constant add could be)
     r = (x - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10
     r2 = r * r
     r4 = r2 * r2

@@ -79,7 +79,10 @@ class ModelConfig:
         input_norm: after standardising by the training set's mean / std (``dataset``, the
             default), also per video: ``center`` (subtract the video's mean frame) or
             ``standardize`` (and divide by its per-dimension std), against per-subject or
-            per-camera offsets. The teacher, the student and every prediction see the same.
+            per-camera offsets. The teacher, the localiser and the key-step states see the
+            normalised frames; the task classifier pools the dataset-standardised frames with
+            the same state probabilities (the per-video normalisation also removes what a
+            task's mean frame carries).
     """
 
     num_states: int = 50

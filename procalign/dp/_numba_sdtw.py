@@ -311,14 +311,13 @@ def _make_kernels(exp, recip_log, F):
     L = LANES
     opts = _TILE32 if F == np.float32 else _TILE
 
-    @nb.njit(**opts)
-    def forward_row(Rp, Rc, Crow, Wi, mt, inv, gamma, Z, CM, LG):  # pragma: no cover - compiled
-        """Row i of a tile: Rc[j + 1] = Crow[j] + softmin(Rp[j], Rp[j + 1], Rc[j]) and the
-        three weights Wi[j] (diag, up, left) for j < mt. Rp, Rc (Mt+1, L) are R on rows i-1 and
-        i (column 0 the +inf border). A function of its own so that its arguments are distinct
-        buffers for LLVM (swapping Rp and Rc inside one loop would hide that).
+    @nb.njit(inline="always", **opts)
+    def cell(Rp, Rc, Crow, Wi, j, inv, Z, CM, LG, gamma):  # pragma: no cover - compiled
+        """Cell j of a row: Rc[j + 1] = Crow[j] + softmin(Rp[j], Rp[j + 1], Rc[j]) and the three
+        weights Wi[j] (diag, up, left). Rp, Rc (Mt+1, L) are R on rows i-1 and i (column 0 the
+        +inf border).
 
-        Each cell runs as three lane loops, so that each loop has one element width and LLVM
+        The cell runs as three lane loops, so that each loop has one element width and LLVM
         vectorises it at the full register width (one loop mixing float64 and float32 is
         vectorised at the float64 width: on AVX2, 4 lanes, half of every float32 register idle):
 
@@ -327,54 +326,85 @@ def _make_kernels(exp, recip_log, F):
            ``c + mn`` into CM (L,);
         2. ``F``: the two exps of the non-minimal predecessors, the weights, ``log(s)`` into
            LG (L,);
-        3. float64: Rc[j + 1] = CM - gamma * LG, done at the start of loop 1 of the next cell,
-           which reads it as its left predecessor.
-
-        Z, CM and LG are per-tile scratch, passed in (not allocated here) so LLVM knows they
-        alias nothing else.
+        3. float64: Rc[j + 1] = CM - gamma * LG, done at the start of loop 1 of the next cell
+           (cell j + 1 writes Rc[j + 1] as it reads it: its left predecessor) or by ``finish``.
 
         Crow (Mt, L) is the row's costs, lane-major (``gather_row``)."""
         za = Z[0]
         zu = Z[1]
         zl = Z[2]
+        a_ = Rp[j]
+        u_ = Rp[j + 1]
+        l_ = Rc[j]
+        w = Wi[j]
+        c_ = Crow[j]
+        for q in range(L):  # 3. of cell j - 1, then 1. of cell j: float64, SIMD over lanes
+            lf = CM[q] - gamma * np.float64(LG[q])
+            l_[q] = lf
+            a = a_[q]
+            u = u_[q]
+            mu = u if u < lf else lf
+            mn = a if a < mu else mu
+            za[q] = F((mn - a) * inv)  # mn is finite: an +inf border gives -inf
+            zu[q] = F((mn - u) * inv)
+            zl[q] = F((mn - lf) * inv)
+            CM[q] = mn + c_[q]
+        for q in range(L):  # 2. precision F: no branches, selects only
+            isa = za[q] == F(0.0)  # a is a minimum (ties: diag, then up, then left)
+            isu = (~isa) & (zu[q] == F(0.0))
+            isl = ~(isa | isu)
+            o1 = zu[q] if isa else za[q]  # the two others: (u, l), (a, l) or (a, u)
+            o2 = zu[q] if isl else zl[q]
+            e1 = exp(o1)
+            e2 = exp(o2)
+            rs, lg = recip_log(F(1.0) + e1 + e2)
+            w1 = e1 * rs
+            w2 = e2 * rs
+            w[0, q] = rs if isa else w1
+            w[1, q] = w1 if isa else (rs if isu else w2)
+            w[2, q] = rs if isl else w2
+            LG[q] = lg
+
+    @nb.njit(inline="always", **opts)
+    def start(CM, LG):  # pragma: no cover - compiled
         for q in range(L):  # cell j = -1 is the +inf border: R = CM - gamma * LG = +inf
             CM[q] = np.inf
             LG[q] = F(0.0)
-        for j in range(mt):
-            a_ = Rp[j]
-            u_ = Rp[j + 1]
-            l_ = Rc[j]
-            w = Wi[j]
-            c_ = Crow[j]
-            for q in range(L):  # 3. of cell j - 1, then 1. of cell j: float64, SIMD over lanes
-                lf = CM[q] - gamma * np.float64(LG[q])
-                l_[q] = lf
-                a = a_[q]
-                u = u_[q]
-                mu = u if u < lf else lf
-                mn = a if a < mu else mu
-                za[q] = F((mn - a) * inv)  # mn is finite: an +inf border gives -inf
-                zu[q] = F((mn - u) * inv)
-                zl[q] = F((mn - lf) * inv)
-                CM[q] = mn + c_[q]
-            for q in range(L):  # 2. precision F: no branches, selects only
-                isa = za[q] == F(0.0)  # a is a minimum (ties: diag, then up, then left)
-                isu = (~isa) & (zu[q] == F(0.0))
-                isl = ~(isa | isu)
-                o1 = zu[q] if isa else za[q]  # the two others: (u, l), (a, l) or (a, u)
-                o2 = zu[q] if isl else zl[q]
-                e1 = exp(o1)
-                e2 = exp(o2)
-                rs, lg = recip_log(F(1.0) + e1 + e2)
-                w1 = e1 * rs
-                w2 = e2 * rs
-                w[0, q] = rs if isa else w1
-                w[1, q] = w1 if isa else (rs if isu else w2)
-                w[2, q] = rs if isl else w2
-                LG[q] = lg
+
+    @nb.njit(inline="always", **opts)
+    def finish(Rc, mt, CM, LG, gamma):  # pragma: no cover - compiled
         r_ = Rc[mt]
         for q in range(L):  # 3. of the row's last cell
             r_[q] = CM[q] - gamma * np.float64(LG[q])
+
+    @nb.njit(**opts)
+    def forward_row(Rp, Rc, Crow, Wi, mt, inv, gamma, Z, CM, LG):  # pragma: no cover - compiled
+        """Row i of a tile, cells j < mt (``cell``). A function of its own so that its arguments
+        are distinct buffers for LLVM (swapping Rp and Rc inside one loop would hide that); Z,
+        CM and LG are per-tile scratch, passed in (not allocated here) for the same reason."""
+        start(CM, LG)
+        for j in range(mt):
+            cell(Rp, Rc, Crow, Wi, j, inv, Z, CM, LG, gamma)
+        finish(Rc, mt, CM, LG, gamma)
+
+    @nb.njit(**opts)
+    def forward_rows2(Rp, Rc, Rn, Crow, Crow2, Wi, Wi2, mt, inv, gamma, Z, CM, LG, Z2, CM2, LG2):  # pragma: no cover - compiled
+        """Rows i and i + 1 of a tile in one sweep, row i + 1 two cells behind row i (its cell
+        j - 2 needs R(i, j - 3 .. j - 2), final once row i's cell j - 1 has run). A row alone is
+        one chain of dependent cells (each reads its left neighbour's R: about 100 cycles of
+        min, exp, division and log); two rows interleaved give the core two independent chains
+        to overlap. Rp, Rc, Rn: R on rows i - 1, i, i + 1; each row has its own scratch."""
+        start(CM, LG)
+        start(CM2, LG2)
+        for j in range(min(2, mt)):
+            cell(Rp, Rc, Crow, Wi, j, inv, Z, CM, LG, gamma)
+        for j in range(2, mt):
+            cell(Rp, Rc, Crow, Wi, j, inv, Z, CM, LG, gamma)
+            cell(Rc, Rn, Crow2, Wi2, j - 2, inv, Z2, CM2, LG2, gamma)
+        finish(Rc, mt, CM, LG, gamma)
+        for j in range(max(0, mt - 2), mt):
+            cell(Rc, Rn, Crow2, Wi2, j, inv, Z2, CM2, LG2, gamma)
+        finish(Rn, mt, CM2, LG2, gamma)
 
     @nb.njit(**opts)
     def gather_row(Cf, offs, lim, mt, Crow):  # pragma: no cover - compiled
@@ -412,45 +442,55 @@ def _make_kernels(exp, recip_log, F):
         return nl, ml, max(1, nl.max()), max(1, ml.max())
 
     @nb.njit(**_VEC)
-    def forward_tile(C, ln, lm, idx, cnt, gamma, out, W, Ra, Rb):  # pragma: no cover - compiled
+    def forward_tile(C, ln, lm, idx, cnt, gamma, out, W, R3):  # pragma: no cover - compiled
         """Tile of examples idx[:cnt]: out[idx[q]] = R(n, m) of lane q; W (Nt+1, Mt+1, 3, L)
         weights, the last row and column zero (the backward pass reads them as "no successor").
 
-        C is C-contiguous (B, N, M); Ra and Rb (Mt+1, L) are scratch: R on two rows."""
+        C is C-contiguous (B, N, M); R3 (3, Mt+1, L) is scratch: R on three rows. Rows run in
+        pairs (``forward_rows2``), the last one alone when the tile has an odd number."""
         inv = 1.0 / gamma
         nl, ml, nt, mt = tile_lengths(ln, lm, idx, cnt)
-        for j in range(mt + 1):
-            for q in range(L):
-                Ra[j, q] = np.inf
-                Rb[j, q] = np.inf
+        for k in range(3):
+            for j in range(mt + 1):
+                for q in range(L):
+                    R3[k, j, q] = np.inf
         for q in range(L):
-            Ra[0, q] = 0.0  # R(0, 0) = 0; R(0, j > 0) = R(i > 0, 0) = +inf
+            R3[0, 0, q] = 0.0  # R(0, 0) = 0; R(0, j > 0) = R(i > 0, 0) = +inf
         Cf = C.reshape(-1)
         # unsigned offsets: numba emits no negative-index wraparound for the loads
         offs = np.zeros(L, dtype=np.uint64)  # where lane q's cost row i starts in Cf
         lim = np.zeros(L, dtype=np.int64)  # its columns inside the corner (0: none)
-        Z = np.empty((3, L), dtype=F)  # per-cell scratch of forward_row
+        Z = np.empty((3, L), dtype=F)  # per-cell scratch of the two rows
         CM = np.empty(L)
         LG = np.empty(L, dtype=F)
+        Z2 = np.empty((3, L), dtype=F)
+        CM2 = np.empty(L)
+        LG2 = np.empty(L, dtype=F)
         Crow = np.empty((mt, L), dtype=F)
-        for i in range(nt):
-            for q in range(L):
-                inside = q < cnt and i < nl[q]
-                offs[q] = (idx[q] * C.shape[1] + i) * C.shape[2] if inside else 0
-                lim[q] = ml[q] if inside else 0
-            gather_row(Cf, offs, lim, mt, Crow)
-            # rows alternate between the two buffers, each call seeing them as distinct
-            if i % 2 == 0:
-                forward_row(Ra, Rb, Crow, W[i], mt, inv, gamma, Z, CM, LG)
-                Rc = Rb
+        Crow2 = np.empty((mt, L), dtype=F)
+        p = 0  # R3[p]: the row above the pair; the pair writes R3[(p + 1) % 3], R3[(p + 2) % 3]
+        for i in range(0, nt, 2):
+            two = i + 1 < nt
+            for r in range(2 if two else 1):
+                for q in range(L):
+                    inside = q < cnt and i + r < nl[q]
+                    offs[q] = (idx[q] * C.shape[1] + i + r) * C.shape[2] if inside else 0
+                    lim[q] = ml[q] if inside else 0
+                gather_row(Cf, offs, lim, mt, Crow if r == 0 else Crow2)
+            # rotating the three buffers by call arguments: each call sees them as distinct
+            a, b, c = R3[p], R3[(p + 1) % 3], R3[(p + 2) % 3]
+            if two:
+                forward_rows2(a, b, c, Crow, Crow2, W[i], W[i + 1], mt, inv, gamma, Z, CM, LG, Z2, CM2, LG2)
             else:
-                forward_row(Rb, Ra, Crow, W[i], mt, inv, gamma, Z, CM, LG)
-                Rc = Ra
+                forward_row(a, b, Crow, W[i], mt, inv, gamma, Z, CM, LG)
             for q in range(cnt):
                 if nl[q] == i + 1:
-                    out[idx[q]] = Rc[ml[q], q]
+                    out[idx[q]] = b[ml[q], q]
+                elif two and nl[q] == i + 2:
+                    out[idx[q]] = c[ml[q], q]
             if i == 0:
-                Ra[0, :] = np.inf  # from row 1 on, column 0 is the border in both buffers
+                R3[0, 0, :] = np.inf  # from row 1 on, column 0 is the border in every buffer
+            p = (p + 2) % 3
         W[nt, : mt + 1] = 0.0
         W[:nt, mt] = 0.0
 
@@ -531,9 +571,8 @@ def _drivers(fwd, bwd, F, parallel):
     def forward(C, ln, lm, tiles, counts, gamma, out, W):  # pragma: no cover - compiled
         M = C.shape[2]
         for t in nb.prange(tiles.shape[0]):
-            Ra = np.empty((M + 1, L))
-            Rb = np.empty((M + 1, L))
-            fwd(C, ln, lm, tiles[t], counts[t], gamma, out, W[t], Ra, Rb)
+            R3 = np.empty((3, M + 1, L))
+            fwd(C, ln, lm, tiles[t], counts[t], gamma, out, W[t], R3)
 
     @nb.njit(parallel=parallel, **_VEC)
     def backward(W, ln, lm, tiles, counts, grad, G):  # pragma: no cover - compiled

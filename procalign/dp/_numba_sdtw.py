@@ -21,7 +21,11 @@ Exactness and padding.
   Float32 inputs take the soft-min's ``exp``/``log`` in float32 (16 lanes per AVX-512 vector,
   relative error < 2e-7): the resulting error in R is below 1e-7 * gamma per cell, far below the
   rounding of the float32 costs (e.g. 1.5e-5 for costs of size 256). Float64 inputs use float64
-  polynomials (error < 5e-16, about libm's own rounding).
+  polynomials (error < 5e-16, about libm's own rounding). The sweep runs in base 2 (R in units
+  of gamma ln 2, ``exp2``/``log2``), which saves the per-exponent scaling and half of exp's
+  range reduction; the value is scaled back once per example.
+* Rows run in pairs, the second two cells behind the first: a row alone is one chain of
+  dependent cells (each needs its left neighbour), two give the core independent work to overlap.
 * One predecessor is the minimum and gets exp(0) = 1 exactly, so a cell computes two ``exp``.
   An exponent below -CUT (a predecessor more than CUT * gamma above the minimum) gives weight 0:
   exp(-40) < 4.3e-18 cannot change the sum 1 + e1 + e2 in float64 (nor in float32). The clamp
@@ -96,17 +100,20 @@ def _bits_f32(typingctx, x):  # pragma: no cover - compiled
 _LOG2E = 1.4426950408889634
 _LN2 = 0.6931471805599453
 _SQRT2 = 1.4142135623730951
+#: CUT in the kernels' base-2 units: 2**-CUT2 = exp(-CUT)
+CUT2 = CUT * _LOG2E
 
 
 @nb.njit(inline="always", **_VEC)
-def exp_cut64(z):  # pragma: no cover - compiled
-    """exp(z) for z <= 0; exactly 0 for z <= -CUT (or -inf); exp(0) = 1 exactly.
+def exp2_cut64(z):  # pragma: no cover - compiled
+    """2**z for z <= 0; exactly 0 for z <= -CUT2 (or -inf); 2**0 = 1 exactly.
 
-    Cody-Waite reduction z = k ln 2 + r, |r| <= ln(2)/2, Taylor to degree 12 in Estrin's form
-    (remainder < 2e-16), 2**k built in the exponent field. Relative error < 5e-16."""
-    x = z if z > -CUT else -CUT
-    k = np.rint(x * _LOG2E)  # an intrinsic: reassociation cannot fold it (a magic-constant add could be)
-    r = (x - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10
+    z = k + r with k = rint(z), |r| <= 1/2 (exact), 2**r = exp(t) for t = r ln 2 by Taylor to
+    degree 12 in Estrin's form (remainder < 2e-16), 2**k built in the exponent field. Relative
+    error < 5e-16."""
+    x = z if z > -CUT2 else -CUT2
+    k = np.rint(x)  # an intrinsic: reassociation cannot fold it (a magic-constant add could be)
+    r = (x - k) * _LN2
     r2 = r * r
     r4 = r2 * r2
     r8 = r4 * r4
@@ -115,15 +122,15 @@ def exp_cut64(z):  # pragma: no cover - compiled
     s2 = (1.0 / 40320.0 + r * (1.0 / 362880.0)) + r2 * (1.0 / 3628800.0 + r * (1.0 / 39916800.0))
     p = (s0 + r4 * s1) + r8 * (s2 + r4 * (1.0 / 479001600.0))
     e = p * _bits_f64((np.int64(np.int32(k)) + 1023) << 52)  # |k| <= 58: an int32 conversion
-    return e if z > -CUT else 0.0
+    return e if z > -CUT2 else 0.0
 
 
 @nb.njit(inline="always", **_VEC)
-def log13_64(s):  # pragma: no cover - compiled
-    """log(s) for s in [1, 3] (1 + two weights in [0, 1]); absolute error < 3e-16.
+def log2_13_64(s):  # pragma: no cover - compiled
+    """log2(s) for s in [1, 3] (1 + two weights in [0, 1]); absolute error < 5e-16.
 
     s = 2**e m with m in [0.707, 1.5]; log m = 2 atanh(f), f = (m - 1) / (m + 1), |f| <= 0.2,
-    the series summed to f**21 (remainder < 1e-17). log(1) = 0 exactly."""
+    the series summed to f**21 (remainder < 1e-17), times 1 / ln 2. log2(1) = 0 exactly."""
     h = 0.5 if s > _SQRT2 else 1.0
     m = s * h
     f = (m - 1.0) / (m + 1.0)
@@ -136,46 +143,49 @@ def log13_64(s):  # pragma: no cover - compiled
     q3 = 1.0 / 13.0 + f2 * (1.0 / 15.0)
     q4 = 1.0 / 17.0 + f2 * (1.0 / 19.0)
     q = (q0 + f4 * q1) + f8 * ((q2 + f4 * q3) + f8 * (q4 + f4 * (1.0 / 21.0)))
-    return (1.0 - h) * (2.0 * _LN2) + 2.0 * f * q
+    return (1.0 - h) * 2.0 + (f * (2.0 / _LN2)) * q
 
 
 _F = np.float32
 
 
 @nb.njit(inline="always", **_VEC)
-def exp_cut32(z):  # pragma: no cover - compiled
-    """float32 exp(z) for z <= 0, 0 for z <= -CUT, exp(0) = 1; Cephes expf polynomial (~1 ulp)."""
-    x = z if z > _F(-CUT) else _F(-CUT)
-    k = np.rint(x * _F(_LOG2E))
-    r = (x - k * _F(0.693359375)) - k * _F(-2.12194440e-4)
-    p = _F(1.9875691500e-4)
-    p = p * r + _F(1.3981999507e-3)
-    p = p * r + _F(8.3334519073e-3)
-    p = p * r + _F(4.1665795894e-2)
-    p = p * r + _F(1.6666665459e-1)
-    p = p * r + _F(5.0000001201e-1)
-    p = (p * r) * r + r + _F(1.0)
+def exp2_cut32(z):  # pragma: no cover - compiled
+    """float32 2**z for z <= 0, 0 for z <= -CUT2, 2**0 = 1; Cephes' exp2f polynomial on the
+    exact remainder z - rint(z) (relative error < 8e-8, measured over [-CUT2, 0]). In base 2
+    the reduction is one exact subtraction, where exp's needs a multiply and a two-constant
+    Cody-Waite split: three operations fewer per exponential."""
+    x = z if z > _F(-CUT2) else _F(-CUT2)
+    k = np.rint(x)
+    r = x - k
+    p = _F(1.535336188319500e-4)
+    p = p * r + _F(1.339887440266574e-3)
+    p = p * r + _F(9.618437357674640e-3)
+    p = p * r + _F(5.550332471162809e-2)
+    p = p * r + _F(2.402264791363012e-1)
+    p = p * r + _F(6.931472028550421e-1)
+    p = p * r + _F(1.0)
     e = p * _bits_f32((np.int32(k) + np.int32(127)) << np.int32(23))
-    return e if z > _F(-CUT) else _F(0.0)
+    return e if z > _F(-CUT2) else _F(0.0)
 
 
 @nb.njit(inline="always", **_VEC)
-def recip_log64(s):  # pragma: no cover - compiled
-    """(1 / s, log s) for s in [1, 3], float64: a true division and ``log13_64``."""
-    return 1.0 / s, log13_64(s)
+def recip_log2_64(s):  # pragma: no cover - compiled
+    """(1 / s, log2 s) for s in [1, 3], float64: a true division and ``log2_13_64``."""
+    return 1.0 / s, log2_13_64(s)
 
 
 @nb.njit(inline="always", **_VEC)
-def recip_log32(s):  # pragma: no cover - compiled
-    """(1 / s, log s) for float32 s in [1, 3] with one division between them.
+def recip_log2_32(s):  # pragma: no cover - compiled
+    """(1 / s, log2 s) for float32 s in [1, 3] with one division between them.
 
     s = 2**k m with m in [0.75, 1.5] (k = 0 or 1, one select); log m = 2 atanh(f) with
-    f = (m - 1) / (m + 1), |f| <= 0.2, summed to f**9 (remainder < 4e-9). Both quotients come
-    from X = 1 / (s (m + 1)): 1 / s = (m + 1) X and f = (m - 1) s X, so the cell pays one
-    division where a reciprocal and Cephes' logf cost a division and a degree-9 polynomial with
-    three range cases. Error: 1 / s within 2 ulp, log s within 2e-7 absolute (1.3 ulp of log 3;
-    Cephes: 8e-8), far below the float32 rounding of the costs it is added to (gamma log s
-    joins a float64 R); log(1) = 0 and 1 / 1 = 1 exactly."""
+    f = (m - 1) / (m + 1), |f| <= 0.2, summed to f**9 (remainder < 4e-9), times 1 / ln 2 (folded
+    into the constants). Both quotients come from X = 1 / (s (m + 1)): 1 / s = (m + 1) X and
+    f = (m - 1) s X, so the cell pays one division where a reciprocal and Cephes' logf cost a
+    division and a degree-9 polynomial with three range cases. Error: 1 / s within 2 ulp,
+    log2 s within 3e-7 absolute, far below the float32 rounding of the costs it is added to
+    (log2 s joins a float64 R); log2(1) = 0 and 1 / 1 = 1 exactly."""
     big = s > _F(1.5)
     m = s * _F(0.5) if big else s
     mp = m + _F(1.0)
@@ -185,8 +195,9 @@ def recip_log32(s):  # pragma: no cover - compiled
     q = _F(1.0 / 7.0) + f2 * _F(1.0 / 9.0)
     q = _F(1.0 / 5.0) + f2 * q
     q = _F(1.0 / 3.0) + f2 * q
-    lg = _F(2.0) * f + (_F(2.0) * f) * (f2 * q)
-    return mp * x, lg + (_F(_LN2) if big else _F(0.0))
+    t = f * _F(2.0 / _LN2)
+    lg = t + t * (f2 * q)
+    return mp * x, lg + (_F(1.0) if big else _F(0.0))
 
 
 # --------------------------------------------------------------------------------------------
@@ -307,12 +318,16 @@ def tr8_scatter(typingctx, src, q0, j0, dst, offs):  # pragma: no cover - compil
 
 def _make_kernels(exp, recip_log, F):
     """Forward and backward over tiles for one precision of the weights (``F``); R and E are
-    float64 in both."""
+    float64 in both. The forward pass runs in base 2: R is held in units of gamma ln 2 (costs
+    scaled by 1 / (gamma ln 2) as they are added, the value scaled back on output), so a
+    predecessor's weight is 2**(min - R) and the soft-min subtracts log2 of the sum: no multiply
+    by 1 / gamma per exponent, and ``exp``/``recip_log`` are ``exp2``/``log2`` (cheaper range
+    reduction)."""
     L = LANES
     opts = _TILE32 if F == np.float32 else _TILE
 
     @nb.njit(inline="always", **opts)
-    def cell(Rp, Rc, Crow, Wi, j, inv, Z, CM, LG, gamma):  # pragma: no cover - compiled
+    def cell(Rp, Rc, Crow, Wi, j, inv, Z, CM, LG):  # pragma: no cover - compiled
         """Cell j of a row: Rc[j + 1] = Crow[j] + softmin(Rp[j], Rp[j + 1], Rc[j]) and the three
         weights Wi[j] (diag, up, left). Rp, Rc (Mt+1, L) are R on rows i-1 and i (column 0 the
         +inf border).
@@ -322,11 +337,11 @@ def _make_kernels(exp, recip_log, F):
         vectorised at the float64 width: on AVX2, 4 lanes, half of every float32 register idle):
 
         1. float64: the minimum ``mn`` of the three predecessors, their exponents
-           ``(mn - x) / gamma`` (<= 0, one of them exactly 0) rounded to ``F`` into Z (3, L), and
-           ``c + mn`` into CM (L,);
-        2. ``F``: the two exps of the non-minimal predecessors, the weights, ``log(s)`` into
+           ``mn - x`` (<= 0, one of them exactly 0; base-2 units) rounded to ``F`` into Z (3, L),
+           and ``mn + c / (gamma ln 2)`` into CM (L,);
+        2. ``F``: the two exp2 of the non-minimal predecessors, the weights, ``log2(s)`` into
            LG (L,);
-        3. float64: Rc[j + 1] = CM - gamma * LG, done at the start of loop 1 of the next cell
+        3. float64: Rc[j + 1] = CM - LG, done at the start of loop 1 of the next cell
            (cell j + 1 writes Rc[j + 1] as it reads it: its left predecessor) or by ``finish``.
 
         Crow (Mt, L) is the row's costs, lane-major (``gather_row``)."""
@@ -339,16 +354,16 @@ def _make_kernels(exp, recip_log, F):
         w = Wi[j]
         c_ = Crow[j]
         for q in range(L):  # 3. of cell j - 1, then 1. of cell j: float64, SIMD over lanes
-            lf = CM[q] - gamma * np.float64(LG[q])
+            lf = CM[q] - np.float64(LG[q])
             l_[q] = lf
             a = a_[q]
             u = u_[q]
             mu = u if u < lf else lf
             mn = a if a < mu else mu
-            za[q] = F((mn - a) * inv)  # mn is finite: an +inf border gives -inf
-            zu[q] = F((mn - u) * inv)
-            zl[q] = F((mn - lf) * inv)
-            CM[q] = mn + c_[q]
+            za[q] = F(mn - a)  # mn is finite: an +inf border gives -inf
+            zu[q] = F(mn - u)
+            zl[q] = F(mn - lf)
+            CM[q] = mn + np.float64(c_[q]) * inv
         for q in range(L):  # 2. precision F: no branches, selects only
             isa = za[q] == F(0.0)  # a is a minimum (ties: diag, then up, then left)
             isu = (~isa) & (zu[q] == F(0.0))
@@ -367,28 +382,28 @@ def _make_kernels(exp, recip_log, F):
 
     @nb.njit(inline="always", **opts)
     def start(CM, LG):  # pragma: no cover - compiled
-        for q in range(L):  # cell j = -1 is the +inf border: R = CM - gamma * LG = +inf
+        for q in range(L):  # cell j = -1 is the +inf border: R = CM - LG = +inf
             CM[q] = np.inf
             LG[q] = F(0.0)
 
     @nb.njit(inline="always", **opts)
-    def finish(Rc, mt, CM, LG, gamma):  # pragma: no cover - compiled
+    def finish(Rc, mt, CM, LG):  # pragma: no cover - compiled
         r_ = Rc[mt]
         for q in range(L):  # 3. of the row's last cell
-            r_[q] = CM[q] - gamma * np.float64(LG[q])
+            r_[q] = CM[q] - np.float64(LG[q])
 
     @nb.njit(**opts)
-    def forward_row(Rp, Rc, Crow, Wi, mt, inv, gamma, Z, CM, LG):  # pragma: no cover - compiled
+    def forward_row(Rp, Rc, Crow, Wi, mt, inv, Z, CM, LG):  # pragma: no cover - compiled
         """Row i of a tile, cells j < mt (``cell``). A function of its own so that its arguments
         are distinct buffers for LLVM (swapping Rp and Rc inside one loop would hide that); Z,
         CM and LG are per-tile scratch, passed in (not allocated here) for the same reason."""
         start(CM, LG)
         for j in range(mt):
-            cell(Rp, Rc, Crow, Wi, j, inv, Z, CM, LG, gamma)
-        finish(Rc, mt, CM, LG, gamma)
+            cell(Rp, Rc, Crow, Wi, j, inv, Z, CM, LG)
+        finish(Rc, mt, CM, LG)
 
     @nb.njit(**opts)
-    def forward_rows2(Rp, Rc, Rn, Crow, Crow2, Wi, Wi2, mt, inv, gamma, Z, CM, LG, Z2, CM2, LG2):  # pragma: no cover - compiled
+    def forward_rows2(Rp, Rc, Rn, Crow, Crow2, Wi, Wi2, mt, inv, Z, CM, LG, Z2, CM2, LG2):  # pragma: no cover - compiled
         """Rows i and i + 1 of a tile in one sweep, row i + 1 two cells behind row i (its cell
         j - 2 needs R(i, j - 3 .. j - 2), final once row i's cell j - 1 has run). A row alone is
         one chain of dependent cells (each reads its left neighbour's R: about 100 cycles of
@@ -397,14 +412,14 @@ def _make_kernels(exp, recip_log, F):
         start(CM, LG)
         start(CM2, LG2)
         for j in range(min(2, mt)):
-            cell(Rp, Rc, Crow, Wi, j, inv, Z, CM, LG, gamma)
+            cell(Rp, Rc, Crow, Wi, j, inv, Z, CM, LG)
         for j in range(2, mt):
-            cell(Rp, Rc, Crow, Wi, j, inv, Z, CM, LG, gamma)
-            cell(Rc, Rn, Crow2, Wi2, j - 2, inv, Z2, CM2, LG2, gamma)
-        finish(Rc, mt, CM, LG, gamma)
+            cell(Rp, Rc, Crow, Wi, j, inv, Z, CM, LG)
+            cell(Rc, Rn, Crow2, Wi2, j - 2, inv, Z2, CM2, LG2)
+        finish(Rc, mt, CM, LG)
         for j in range(max(0, mt - 2), mt):
-            cell(Rc, Rn, Crow2, Wi2, j, inv, Z2, CM2, LG2, gamma)
-        finish(Rn, mt, CM2, LG2, gamma)
+            cell(Rc, Rn, Crow2, Wi2, j, inv, Z2, CM2, LG2)
+        finish(Rn, mt, CM2, LG2)
 
     @nb.njit(**opts)
     def gather_row(Cf, offs, lim, mt, Crow):  # pragma: no cover - compiled
@@ -448,7 +463,8 @@ def _make_kernels(exp, recip_log, F):
 
         C is C-contiguous (B, N, M); R3 (3, Mt+1, L) is scratch: R on three rows. Rows run in
         pairs (``forward_rows2``), the last one alone when the tile has an odd number."""
-        inv = 1.0 / gamma
+        inv = 1.0 / (gamma * _LN2)  # R runs in units of gamma ln 2: exp((a - b) / gamma) = 2**(a' - b')
+        unit = gamma * _LN2
         nl, ml, nt, mt = tile_lengths(ln, lm, idx, cnt)
         for k in range(3):
             for j in range(mt + 1):
@@ -480,14 +496,14 @@ def _make_kernels(exp, recip_log, F):
             # rotating the three buffers by call arguments: each call sees them as distinct
             a, b, c = R3[p], R3[(p + 1) % 3], R3[(p + 2) % 3]
             if two:
-                forward_rows2(a, b, c, Crow, Crow2, W[i], W[i + 1], mt, inv, gamma, Z, CM, LG, Z2, CM2, LG2)
+                forward_rows2(a, b, c, Crow, Crow2, W[i], W[i + 1], mt, inv, Z, CM, LG, Z2, CM2, LG2)
             else:
-                forward_row(a, b, Crow, W[i], mt, inv, gamma, Z, CM, LG)
+                forward_row(a, b, Crow, W[i], mt, inv, Z, CM, LG)
             for q in range(cnt):
                 if nl[q] == i + 1:
-                    out[idx[q]] = b[ml[q], q]
+                    out[idx[q]] = b[ml[q], q] * unit
                 elif two and nl[q] == i + 2:
-                    out[idx[q]] = c[ml[q], q]
+                    out[idx[q]] = c[ml[q], q] * unit
             if i == 0:
                 R3[0, 0, :] = np.inf  # from row 1 on, column 0 is the border in every buffer
             p = (p + 2) % 3
@@ -560,8 +576,8 @@ def _make_kernels(exp, recip_log, F):
     return forward_tile, backward_tile
 
 
-_fwd64, _bwd64 = _make_kernels(exp_cut64, recip_log64, np.float64)
-_fwd32, _bwd32 = _make_kernels(exp_cut32, recip_log32, np.float32)
+_fwd64, _bwd64 = _make_kernels(exp2_cut64, recip_log2_64, np.float64)
+_fwd32, _bwd32 = _make_kernels(exp2_cut32, recip_log2_32, np.float32)
 
 
 def _drivers(fwd, bwd, F, parallel):

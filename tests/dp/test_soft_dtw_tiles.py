@@ -119,45 +119,48 @@ def test_tiled_matches_per_example_kernel(dtype, scale):
         torch.testing.assert_close(x.grad[b, :n, :m], xb.grad[0], **gtol)
 
 
-def test_exp_and_log_polynomials():
-    z = np.concatenate([-np.logspace(-12, np.log10(39.9), 20000), [0.0, -40.0, -41.0, -np.inf]])
-    e64 = np.array([S.exp_cut64(float(t)) for t in z[::7]] + [S.exp_cut64(float(t)) for t in z[-4:]])
+def test_exp2_and_log2_polynomials():
+    c2 = S.CUT2
+    z = np.concatenate([-np.logspace(-12, np.log10(c2 - 0.1), 20000), [0.0, -c2, -c2 - 1, -np.inf]])
+    e64 = np.array([S.exp2_cut64(float(t)) for t in z[::7]] + [S.exp2_cut64(float(t)) for t in z[-4:]])
     zz = np.concatenate([z[::7], z[-4:]])
-    ref = np.where(zz > -S.CUT, np.exp(zz), 0.0)
+    ref = np.where(zz > -c2, np.exp2(zz), 0.0)
     np.testing.assert_allclose(e64, ref, rtol=5e-16, atol=0)
-    assert S.exp_cut64(0.0) == 1.0 and S.exp_cut32(np.float32(0.0)) == 1.0
-    e32 = np.array([S.exp_cut32(np.float32(t)) for t in z[::7]], dtype=np.float64)
-    np.testing.assert_allclose(e32, np.exp(z[::7].astype(np.float32).astype(np.float64)), rtol=2.5e-7, atol=0)
+    assert S.exp2_cut64(0.0) == 1.0 and S.exp2_cut32(np.float32(0.0)) == 1.0
+    np.testing.assert_allclose(np.exp2(-c2), np.exp(-S.CUT), rtol=1e-13)  # the same cut as in base e
+    e32 = np.array([S.exp2_cut32(np.float32(t)) for t in z[::7]], dtype=np.float64)
+    np.testing.assert_allclose(e32, np.exp2(z[::7].astype(np.float32).astype(np.float64)), rtol=1.2e-7, atol=0)
     s = np.linspace(1.0, 3.0, 5001)
-    np.testing.assert_allclose([S.log13_64(float(t)) for t in s], np.log(s), rtol=0, atol=3e-16)
-    assert S.log13_64(1.0) == 0.0
+    np.testing.assert_allclose([S.log2_13_64(float(t)) for t in s], np.log2(s), rtol=0, atol=5e-16)
+    assert S.log2_13_64(1.0) == 0.0
 
 
 def test_polynomials_hold_in_vectorised_lane_loops_with_the_tile_flags():
-    """The tile kernels inline exp / (1/s, log s) into SIMD lane loops compiled with the tiles'
-    fastmath flags (reassociation included for float32): the same accuracy must hold there, and exp(0) = 1,
-    log(1) = 0, 1/1 = 1 exactly (the minimum's weight and an all-far soft-min)."""
+    """The tile kernels inline exp2 / (1/s, log2 s) into SIMD lane loops compiled with the tiles'
+    fastmath flags (reassociation included for float32): the same accuracy must hold there, and
+    2**0 = 1, log2(1) = 0, 1/1 = 1 exactly (the minimum's weight and an all-far soft-min)."""
     import numba as nb
 
     @nb.njit(**S._TILE32)
     def lanes32(z, s, e32, r32, l32):
         for i in range(z.shape[0]):
-            e32[i] = S.exp_cut32(np.float32(z[i]))
+            e32[i] = S.exp2_cut32(np.float32(z[i]))
         for i in range(s.shape[0]):
-            r, lg = S.recip_log32(np.float32(s[i]))
+            r, lg = S.recip_log2_32(np.float32(s[i]))
             r32[i] = r
             l32[i] = lg
 
     @nb.njit(**S._TILE)
     def lanes64(z, s, e64, r64, l64):
         for i in range(z.shape[0]):
-            e64[i] = S.exp_cut64(z[i])
+            e64[i] = S.exp2_cut64(z[i])
         for i in range(s.shape[0]):
-            r, lg = S.recip_log64(s[i])
+            r, lg = S.recip_log2_64(s[i])
             r64[i] = r
             l64[i] = lg
 
-    z = np.concatenate([-np.logspace(-12, np.log10(39.9), 4000), [0.0, -40.0, -41.0, -np.inf]])
+    c2 = S.CUT2
+    z = np.concatenate([-np.logspace(-12, np.log10(c2 - 0.1), 4000), [0.0, -c2, -c2 - 1, -np.inf]])
     s = np.concatenate([np.linspace(1.0, 3.0, 4001), [1.5, np.nextafter(1.5, 2.0)]])
     s32 = s.astype(np.float32).astype(np.float64)
     out = [np.empty(len(z), np.float32), np.empty(len(s), np.float32), np.empty(len(s), np.float32),
@@ -166,12 +169,12 @@ def test_polynomials_hold_in_vectorised_lane_loops_with_the_tile_flags():
     lanes64(z, s, out[3], out[4], out[5])
     e32, r32, l32, e64, r64, l64 = out
     z32 = z.astype(np.float32).astype(np.float64)
-    np.testing.assert_allclose(e32, np.where(z32 > -S.CUT, np.exp(z32), 0.0), rtol=2.5e-7, atol=0)
-    np.testing.assert_allclose(e64, np.where(z > -S.CUT, np.exp(z), 0.0), rtol=5e-16, atol=0)
+    np.testing.assert_allclose(e32, np.where(z32 > -c2, np.exp2(z32), 0.0), rtol=1.2e-7, atol=0)
+    np.testing.assert_allclose(e64, np.where(z > -c2, np.exp2(z), 0.0), rtol=5e-16, atol=0)
     np.testing.assert_allclose(r32, 1.0 / s32, rtol=2.5e-7, atol=0)
-    np.testing.assert_allclose(l32, np.log(s32), rtol=0, atol=2e-7)  # ~1.3 ulp of log 3
+    np.testing.assert_allclose(l32, np.log2(s32), rtol=0, atol=3e-7)  # ~1.3 ulp of log2 3
     np.testing.assert_allclose(r64, 1.0 / s, rtol=2.3e-16, atol=0)
-    np.testing.assert_allclose(l64, np.log(s), rtol=0, atol=3e-16)
+    np.testing.assert_allclose(l64, np.log2(s), rtol=0, atol=5e-16)
     assert e32[-4] == 1.0 and e64[-4] == 1.0 and e32[-1] == 0.0 and e64[-1] == 0.0
     assert r32[0] == 1.0 and l32[0] == 0.0 and r64[0] == 1.0 and l64[0] == 0.0
 

@@ -593,18 +593,25 @@ _fwd32, _bwd32 = _make_kernels(exp2_cut32, recip_log2_32, np.float32)
 
 
 def _drivers(fwd, bwd, F, parallel):
+    """The tile loops, serial or ``prange``-parallel. Both builds come from the same source, and
+    numba's on-disk cache keys a function by its bytecode and closure only, not by its flags:
+    unless ``parallel`` is in the closure, whichever build was compiled first is loaded for the
+    other (found in session 10: after a small batch had run the serial build first, the
+    parallel one ran on one thread, in that process and in every later one). Each driver reads
+    ``parallel`` (``par``) so that the two builds have distinct cache keys."""
     L = LANES
+    par = bool(parallel)
 
-    @nb.njit(parallel=parallel, **_VEC)
+    @nb.njit(parallel=par, **_VEC)
     def forward(C, ln, lm, tiles, counts, gamma, out, W, limit, bad):  # pragma: no cover - compiled
-        M = C.shape[2]
+        M = C.shape[2] + (0 if par else 0)  # reads `par`: see the docstring of _drivers
         for t in nb.prange(tiles.shape[0]):
             R3 = np.empty((3, M + 1, L))
             bad[t] = fwd(C, ln, lm, tiles[t], counts[t], gamma, out, W[t], R3, limit)
 
-    @nb.njit(parallel=parallel, **_VEC)
+    @nb.njit(parallel=par, **_VEC)
     def backward(W, ln, lm, tiles, counts, grad, G):  # pragma: no cover - compiled
-        M = G.shape[2]
+        M = G.shape[2] + (0 if par else 0)  # reads `par`: see the docstring of _drivers
         for t in nb.prange(tiles.shape[0]):
             Ea = np.empty((M + 1, L))
             Eb = np.empty((M + 1, L))
@@ -619,7 +626,10 @@ _KERNELS = {
     for parallel in (False, True)
 }
 #: Below this many lane-cells a batch of tiles runs on one thread (fork-join costs more).
-PARALLEL_MIN_WORK = 200_000
+#: Measured on 2 threads, two tiles, forward + backward (session 10, after the cache-key fix in
+#: ``_drivers``): serial / parallel 0.047 / 0.044 ms at T = 16 (8k lane-cells), 0.096 / 0.067 at
+#: T = 24 (18k), 0.625 / 0.396 at T = 64 (131k; the old bound of 200k kept this serial).
+PARALLEL_MIN_WORK = 16_000
 
 
 def make_tiles(ln: np.ndarray, lm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -244,3 +244,18 @@ def test_tiled_long_rows_blocked_copies(dtype):
     vp.sum().backward()
     assert torch.equal(vp, v.detach())
     assert torch.equal(x_pad.grad, x.grad)
+
+
+def test_serial_and_parallel_tile_drivers_have_distinct_cache_keys():
+    """numba's on-disk cache keys a function by bytecode and closure, not by its ``parallel``
+    flag: the serial and parallel drivers (one source) must differ in their closure, or the one
+    compiled first is loaded for the other (the parallel build then ran on one thread)."""
+    from numba import types
+
+    for dtype in (np.float32, np.float64):
+        for which in (0, 1):
+            serial = S._KERNELS[(dtype, False)][which]
+            parallel = S._KERNELS[(dtype, True)][which]
+            sig = (types.float32[:, :, ::1],)  # any signature: the key's other parts are equal
+            codegen = serial.targetctx.codegen()
+            assert serial._cache._index_key(sig, codegen) != parallel._cache._index_key(sig, codegen)

@@ -422,7 +422,7 @@ def _make_kernels(exp, recip_log, F):
         finish(Rn, mt, CM2, LG2)
 
     @nb.njit(**opts)
-    def gather_row(Cf, offs, lim, mt, Crow, limit):  # pragma: no cover - compiled
+    def gather_row(Cf, offs, lim, mt, Crow):  # pragma: no cover - compiled
         """Crow[j, q] = Cf[offs[q] + j] for j < lim[q], 0 for lim[q] <= j < mt: lane q's cost row
         starts at ``offs[q]`` of the flat input and has ``lim[q]`` columns inside its corner (0
         for a row outside it or an empty lane). A cost outside the corner is 0, never read
@@ -432,10 +432,7 @@ def _make_kernels(exp, recip_log, F):
         vector stores) over the columns all its lanes have, the rest element by element. On
         AVX2 this transposing copy costs about a third of what the previous per-lane scalar load
         in the cell loop did (LLVM does not emit gathers for znver3 and scalarised it: 16 loads,
-        16 index computations and 14 inserts per cell); bit-identical results.
-
-        Returns 1 when a copied cost is NaN, infinite or above ``limit`` in size (the public
-        input check, done here where the costs are in registers anyway), else 0."""
+        16 index computations and 14 inserts per cell); bit-identical results."""
         for q0 in range(0, L, 8):
             n = lim[q0]
             for q in range(q0 + 1, q0 + 8):
@@ -449,11 +446,6 @@ def _make_kernels(exp, recip_log, F):
                     Crow[j, q] = Cf[o + j]
                 for j in range(lim[q], mt):
                     Crow[j, q] = F(0.0)
-        bad = 0  # the input check, fused: a NaN, inf or too large cost in this row (0 past corners)
-        for j in range(mt):
-            for q in range(L):
-                bad |= 0 if abs(Crow[j, q]) <= limit else 1
-        return bad
 
     @nb.njit(**_VEC)
     def tile_lengths(ln, lm, idx, cnt):  # pragma: no cover - compiled
@@ -465,13 +457,12 @@ def _make_kernels(exp, recip_log, F):
         return nl, ml, max(1, nl.max()), max(1, ml.max())
 
     @nb.njit(**_VEC)
-    def forward_tile(C, ln, lm, idx, cnt, gamma, out, W, R3, limit):  # pragma: no cover - compiled
+    def forward_tile(C, ln, lm, idx, cnt, gamma, out, W, R3):  # pragma: no cover - compiled
         """Tile of examples idx[:cnt]: out[idx[q]] = R(n, m) of lane q; W (Nt+1, Mt+1, 3, L)
         weights, the last row and column zero (the backward pass reads them as "no successor").
 
         C is C-contiguous (B, N, M); R3 (3, Mt+1, L) is scratch: R on three rows. Rows run in
-        pairs (``forward_rows2``), the last one alone when the tile has an odd number. Returns 1
-        when an in-corner cost is NaN, infinite or larger than ``limit`` in size (else 0)."""
+        pairs (``forward_rows2``), the last one alone when the tile has an odd number."""
         inv = 1.0 / (gamma * _LN2)  # R runs in units of gamma ln 2: exp((a - b) / gamma) = 2**(a' - b')
         unit = gamma * _LN2
         nl, ml, nt, mt = tile_lengths(ln, lm, idx, cnt)
@@ -493,8 +484,6 @@ def _make_kernels(exp, recip_log, F):
         LG2 = np.empty(L, dtype=F)
         Crow = np.empty((mt, L), dtype=F)
         Crow2 = np.empty((mt, L), dtype=F)
-        flimit = F(limit)
-        bad = 0
         p = 0  # R3[p]: the row above the pair; the pair writes R3[(p + 1) % 3], R3[(p + 2) % 3]
         for i in range(0, nt, 2):
             two = i + 1 < nt
@@ -503,7 +492,7 @@ def _make_kernels(exp, recip_log, F):
                     inside = q < cnt and i + r < nl[q]
                     offs[q] = (idx[q] * C.shape[1] + i + r) * C.shape[2] if inside else 0
                     lim[q] = ml[q] if inside else 0
-                bad |= gather_row(Cf, offs, lim, mt, Crow if r == 0 else Crow2, flimit)
+                gather_row(Cf, offs, lim, mt, Crow if r == 0 else Crow2)
             # rotating the three buffers by call arguments: each call sees them as distinct
             a, b, c = R3[p], R3[(p + 1) % 3], R3[(p + 2) % 3]
             if two:
@@ -520,7 +509,6 @@ def _make_kernels(exp, recip_log, F):
             p = (p + 2) % 3
         W[nt, : mt + 1] = 0.0
         W[:nt, mt] = 0.0
-        return bad
 
     @nb.njit(**opts)
     def backward_row(Eb, Ec, Wb, Wi, mt, i, ni, mi, seed):  # pragma: no cover - compiled
@@ -603,11 +591,11 @@ def _drivers(fwd, bwd, F, parallel):
     par = bool(parallel)
 
     @nb.njit(parallel=par, **_VEC)
-    def forward(C, ln, lm, tiles, counts, gamma, out, W, limit, bad):  # pragma: no cover - compiled
+    def forward(C, ln, lm, tiles, counts, gamma, out, W):  # pragma: no cover - compiled
         M = C.shape[2] + (0 if par else 0)  # reads `par`: see the docstring of _drivers
         for t in nb.prange(tiles.shape[0]):
             R3 = np.empty((3, M + 1, L))
-            bad[t] = fwd(C, ln, lm, tiles[t], counts[t], gamma, out, W[t], R3, limit)
+            fwd(C, ln, lm, tiles[t], counts[t], gamma, out, W[t], R3)
 
     @nb.njit(parallel=par, **_VEC)
     def backward(W, ln, lm, tiles, counts, grad, G):  # pragma: no cover - compiled
@@ -659,15 +647,12 @@ def _kernel(dtype, tiles, N, M, which):
     return _KERNELS[(np.float32 if dtype == np.float32 else np.float64, parallel)][which]
 
 
-def forward(C, ln, lm, tiles, counts, gamma, out, W, limit=np.inf):
+def forward(C, ln, lm, tiles, counts, gamma, out, W):
     """C (B,N,M) float32/float64; out (B,) float64 receives the values of the tiled examples;
-    W (T, N+1, M+1, 3, LANES) of C's dtype receives the weights. Returns True when every cost
-    the tiles read (each example's corner) is finite and at most ``limit`` in size."""
+    W (T, N+1, M+1, 3, LANES) of C's dtype receives the weights."""
     C = np.ascontiguousarray(C)  # the kernel reads it flat
     _, N, M = C.shape
-    bad = np.zeros(len(tiles), dtype=np.int64)
-    _kernel(C.dtype, tiles, N, M, 0)(C, ln, lm, tiles, counts, gamma, out, W, float(limit), bad)
-    return not bad.any()
+    _kernel(C.dtype, tiles, N, M, 0)(C, ln, lm, tiles, counts, gamma, out, W)
 
 
 def backward(W, ln, lm, tiles, counts, grad, G):

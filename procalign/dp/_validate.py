@@ -27,30 +27,20 @@ def check_tensor(x: object, name: str, ndim: int, letters: str, finite: bool = T
     if any(s == 0 for s in x.shape):
         raise ValueError(f"{name} must not be empty, got shape {tuple(x.shape)}")
     if finite:
-        check_finite(x, name)
+        # One pass: min and max are NaN/inf whenever an element is; only then pay for the count.
+        lo, hi = (float(v) for v in torch.aminmax(x.detach()))
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            bad = int((~torch.isfinite(x.detach())).sum())
+            raise ValueError(f"{name} contains {bad} NaN or infinite value(s) (shape {tuple(x.shape)})")
+        # Path and block sums must stay far from the kernels' "impossible" marker (-1e30) and
+        # from overflow; a value this large is a units or masking mistake, not a score.
+        cells = math.prod(x.shape[1:])
+        if max(-lo, hi) * cells > MAX_PATH_SUM:
+            raise ValueError(
+                f"{name} has values up to {max(-lo, hi):.3g}: too large for the DP (|value| x "
+                f"{cells} cells per example must stay below {MAX_PATH_SUM:.0e}); rescale the input"
+            )
     return x
-
-
-def check_finite(x: Tensor, name: str) -> None:
-    """Refuse NaN / inf in ``x`` and values too large for the DP (see ``MAX_PATH_SUM``)."""
-    # One pass: min and max are NaN/inf whenever an element is; only then pay for the count.
-    lo, hi = (float(v) for v in torch.aminmax(x.detach()))
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        bad = int((~torch.isfinite(x.detach())).sum())
-        raise ValueError(f"{name} contains {bad} NaN or infinite value(s) (shape {tuple(x.shape)})")
-    # Path and block sums must stay far from the kernels' "impossible" marker (-1e30) and
-    # from overflow; a value this large is a units or masking mistake, not a score.
-    cells = math.prod(x.shape[1:])
-    if max(-lo, hi) * cells > MAX_PATH_SUM:
-        raise ValueError(
-            f"{name} has values up to {max(-lo, hi):.3g}: too large for the DP (|value| x "
-            f"{cells} cells per example must stay below {MAX_PATH_SUM:.0e}); rescale the input"
-        )
-
-
-def max_abs_allowed(x: Tensor) -> float:
-    """The largest |value| ``check_finite`` lets through for ``x``'s shape."""
-    return MAX_PATH_SUM / math.prod(x.shape[1:])
 
 
 def check_lengths(lengths: object, name: str, batch: int, max_len: int, like: Tensor) -> Tensor:

@@ -180,11 +180,10 @@ def _np(x: Tensor) -> np.ndarray:
 class _SoftDTWNumba(torch.autograd.Function):
     """Compiled soft-DTW: tiles of up to 16 examples run in lock step (``_numba_sdtw``, SIMD
     across examples); a last tile too small to pay for its lanes runs per example
-    (``_numba_grid``). Both store the three predecessor weights of each cell for the backward.
-    With ``check`` the tiles also do the public input check (``_fused_check``)."""
+    (``_numba_grid``). Both store the three predecessor weights of each cell for the backward."""
 
     @staticmethod
-    def forward(ctx, costs: Tensor, ln: Tensor, lm: Tensor, gamma: float, check: bool = False) -> Tensor:  # type: ignore[override]
+    def forward(ctx, costs: Tensor, ln: Tensor, lm: Tensor, gamma: float) -> Tensor:  # type: ignore[override]
         from procalign.dp import _numba_grid as K
         from procalign.dp import _numba_sdtw as S
 
@@ -195,9 +194,7 @@ class _SoftDTWNumba(torch.autograd.Function):
         tiles, counts, single = S.make_tiles(ln_np, lm_np)
         W = np.empty((len(tiles), N + 1, M + 1, 3, S.LANES), dtype=C.dtype)
         if len(tiles):
-            ok = S.forward(C, ln_np, lm_np, tiles, counts, gamma, out, W, V.max_abs_allowed(costs))
-            if check and not ok:
-                V.check_finite(costs, "costs")  # raises, naming the problem
+            S.forward(C, ln_np, lm_np, tiles, counts, gamma, out, W)
         Ws = None
         if single.size:
             out_s = np.empty(single.size, dtype=np.float64)
@@ -226,7 +223,7 @@ class _SoftDTWNumba(torch.autograd.Function):
             Gs = np.zeros((single.size, *shape[1:]), dtype=dtype)
             K.soft_dtw_backward(Ws, ln[single], lm[single], np.ascontiguousarray(g[single]), Gs)
             G[single] = Gs
-        return torch.from_numpy(G), None, None, None, None
+        return torch.from_numpy(G), None, None, None
 
 
 class _DTWNumba(torch.autograd.Function):
@@ -255,20 +252,8 @@ class _DTWNumba(torch.autograd.Function):
 # --------------------------------------------------------------------------------------------
 
 
-def _fused_check(costs: Tensor, ln: Tensor, lm: Tensor) -> bool:
-    """Whether the compiled soft-DTW tiles read every cost of ``costs``, and can do the input
-    check (NaN, inf, too large) on the values they copy anyway, saving a pass over the input:
-    full lengths, and no last tile small enough to go to the per-example kernel. Otherwise the
-    tensor-wide check runs first, as for every other DP."""
-    from procalign.dp import _numba_sdtw as S
-
-    B, N, M = costs.shape
-    rest = B % S.LANES
-    return (rest == 0 or rest >= S.MIN_TILE) and bool((ln == N).all() and (lm == M).all())
-
-
-def _prepare(costs: Tensor, lengths_n, lengths_m, backend: str, finite: bool = True):
-    costs = V.check_tensor(costs, "costs", 3, "B, N, M", finite=finite)
+def _prepare(costs: Tensor, lengths_n, lengths_m, backend: str):
+    costs = V.check_tensor(costs, "costs", 3, "B, N, M")
     B, N, M = costs.shape
     ln = V.check_lengths(lengths_n, "lengths_n", B, N, costs)
     lm = V.check_lengths(lengths_m, "lengths_m", B, M, costs)
@@ -329,13 +314,9 @@ def soft_dtw(
     tensor([-1.0986], dtype=torch.float64)
     """
     g = V.check_gamma(gamma)
-    costs, ln, lm = _prepare(costs, lengths_n, lengths_m, backend, finite=False)
+    costs, ln, lm = _prepare(costs, lengths_n, lengths_m, backend)
     if V.use_numba(backend, costs, True):
-        fused = _fused_check(costs, ln, lm)
-        if not fused:
-            V.check_finite(costs, "costs")
-        return _SoftDTWNumba.apply(costs, ln, lm, g, fused)
-    V.check_finite(costs, "costs")
+        return _SoftDTWNumba.apply(costs, ln, lm, g)
     return _GridWavefront.apply(costs, ln, lm, g)
 
 

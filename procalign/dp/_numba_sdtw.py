@@ -327,7 +327,7 @@ def _make_kernels(exp, recip_log, F):
     opts = _TILE32 if F == np.float32 else _TILE
 
     @nb.njit(inline="always", **opts)
-    def cell(Rp, Rc, Crow, Wi, j, inv, Z, CM, LG):  # pragma: no cover - compiled
+    def cell(Rp, Rc, Crow, Wi, j, to2, Z, CM, LG):  # pragma: no cover - compiled
         """Cell j of a row: Rc[j + 1] = Crow[j] + softmin(Rp[j], Rp[j + 1], Rc[j]) and the three
         weights Wi[j] (diag, up, left). Rp, Rc (Mt+1, L) are R on rows i-1 and i (column 0 the
         +inf border).
@@ -363,7 +363,7 @@ def _make_kernels(exp, recip_log, F):
             za[q] = F(mn - a)  # mn is finite: an +inf border gives -inf
             zu[q] = F(mn - u)
             zl[q] = F(mn - lf)
-            CM[q] = mn + np.float64(c_[q]) * inv
+            CM[q] = mn + np.float64(c_[q]) * to2
         for q in range(L):  # 2. precision F: no branches, selects only
             isa = za[q] == F(0.0)  # a is a minimum (ties: diag, then up, then left)
             isu = (~isa) & (zu[q] == F(0.0))
@@ -393,17 +393,17 @@ def _make_kernels(exp, recip_log, F):
             r_[q] = CM[q] - np.float64(LG[q])
 
     @nb.njit(**opts)
-    def forward_row(Rp, Rc, Crow, Wi, mt, inv, Z, CM, LG):  # pragma: no cover - compiled
+    def forward_row(Rp, Rc, Crow, Wi, mt, to2, Z, CM, LG):  # pragma: no cover - compiled
         """Row i of a tile, cells j < mt (``cell``). A function of its own so that its arguments
         are distinct buffers for LLVM (swapping Rp and Rc inside one loop would hide that); Z,
         CM and LG are per-tile scratch, passed in (not allocated here) for the same reason."""
         start(CM, LG)
         for j in range(mt):
-            cell(Rp, Rc, Crow, Wi, j, inv, Z, CM, LG)
+            cell(Rp, Rc, Crow, Wi, j, to2, Z, CM, LG)
         finish(Rc, mt, CM, LG)
 
     @nb.njit(**opts)
-    def forward_rows2(Rp, Rc, Rn, Crow, Crow2, Wi, Wi2, mt, inv, Z, CM, LG, Z2, CM2, LG2):  # pragma: no cover - compiled
+    def forward_rows2(Rp, Rc, Rn, Crow, Crow2, Wi, Wi2, mt, to2, Z, CM, LG, Z2, CM2, LG2):  # pragma: no cover - compiled
         """Rows i and i + 1 of a tile in one sweep, row i + 1 two cells behind row i (its cell
         j - 2 needs R(i, j - 3 .. j - 2), final once row i's cell j - 1 has run). A row alone is
         one chain of dependent cells (each reads its left neighbour's R: about 100 cycles of
@@ -412,13 +412,13 @@ def _make_kernels(exp, recip_log, F):
         start(CM, LG)
         start(CM2, LG2)
         for j in range(min(2, mt)):
-            cell(Rp, Rc, Crow, Wi, j, inv, Z, CM, LG)
+            cell(Rp, Rc, Crow, Wi, j, to2, Z, CM, LG)
         for j in range(2, mt):
-            cell(Rp, Rc, Crow, Wi, j, inv, Z, CM, LG)
-            cell(Rc, Rn, Crow2, Wi2, j - 2, inv, Z2, CM2, LG2)
+            cell(Rp, Rc, Crow, Wi, j, to2, Z, CM, LG)
+            cell(Rc, Rn, Crow2, Wi2, j - 2, to2, Z2, CM2, LG2)
         finish(Rc, mt, CM, LG)
         for j in range(max(0, mt - 2), mt):
-            cell(Rc, Rn, Crow2, Wi2, j, inv, Z2, CM2, LG2)
+            cell(Rc, Rn, Crow2, Wi2, j, to2, Z2, CM2, LG2)
         finish(Rn, mt, CM2, LG2)
 
     @nb.njit(**opts)
@@ -463,7 +463,7 @@ def _make_kernels(exp, recip_log, F):
 
         C is C-contiguous (B, N, M); R3 (3, Mt+1, L) is scratch: R on three rows. Rows run in
         pairs (``forward_rows2``), the last one alone when the tile has an odd number."""
-        inv = 1.0 / (gamma * _LN2)  # R runs in units of gamma ln 2: exp((a - b) / gamma) = 2**(a' - b')
+        to2 = 1.0 / (gamma * _LN2)  # costs into base-2 units: exp((a - b) / gamma) = 2**((a - b) * to2)
         unit = gamma * _LN2
         nl, ml, nt, mt = tile_lengths(ln, lm, idx, cnt)
         for k in range(3):
@@ -496,9 +496,9 @@ def _make_kernels(exp, recip_log, F):
             # rotating the three buffers by call arguments: each call sees them as distinct
             a, b, c = R3[p], R3[(p + 1) % 3], R3[(p + 2) % 3]
             if two:
-                forward_rows2(a, b, c, Crow, Crow2, W[i], W[i + 1], mt, inv, Z, CM, LG, Z2, CM2, LG2)
+                forward_rows2(a, b, c, Crow, Crow2, W[i], W[i + 1], mt, to2, Z, CM, LG, Z2, CM2, LG2)
             else:
-                forward_row(a, b, Crow, W[i], mt, inv, Z, CM, LG)
+                forward_row(a, b, Crow, W[i], mt, to2, Z, CM, LG)
             for q in range(cnt):
                 if nl[q] == i + 1:
                     out[idx[q]] = b[ml[q], q] * unit

@@ -70,7 +70,7 @@ def main() -> None:
             runs = {}
             for v, S in mods.items():
                 tiles, counts, _ = S.make_tiles(ln, lm)
-                W = np.empty((len(tiles), T + 1, T + 1, 3, S.LANES), np.float32)
+                W = np.empty((len(tiles), T + 1, T + 1, getattr(S, "WEIGHTS", 3), S.LANES), np.float32)
                 out, G, gr = np.empty(B), np.empty(C.shape, np.float32), np.ones(B)
                 fwd = lambda S=S, t=tiles, c=counts, W=W, o=out: S.forward(C, ln, lm, t, c, gamma, o, W)  # noqa: E731
                 bwd = lambda S=S, t=tiles, c=counts, W=W, G=G: S.backward(W, ln, lm, t, c, gr, G)  # noqa: E731

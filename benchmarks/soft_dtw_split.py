@@ -26,7 +26,7 @@ for name, xs, ys in (("randn", x0, y), ("unit", torch.nn.functional.normalize(x0
     C = np.ascontiguousarray(c0.numpy())
     ln = np.full(B, T, dtype=np.int64); lm = ln.copy()
     tiles, counts, single = S.make_tiles(ln, lm)
-    W = np.empty((len(tiles), T + 1, T + 1, 3, S.LANES), dtype=C.dtype)
+    W = np.empty((len(tiles), T + 1, T + 1, S.WEIGHTS, S.LANES), dtype=C.dtype)
     out = np.empty(B)
     G = np.zeros(C.shape, dtype=C.dtype)
     gr = np.ones(B)

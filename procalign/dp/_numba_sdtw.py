@@ -50,6 +50,13 @@ LANES = 16
 CUT = 40.0
 #: Fewer examples than this in a tile are run one by one by the per-example kernel instead.
 MIN_TILE = 6
+#: Numbers stored per cell and lane for the backward pass: of the three predecessor weights
+#: (diag, up, left; they sum to 1) the two that are not the minimum's, in that order, the first
+#: negated when "up" is the minimum, the second when "left" is; the minimum's weight (>= 1/3)
+#: is 1 minus the other two, exact to rounding. Two thirds of the traffic of three weights.
+WEIGHTS = 2
+#: Floor of a stored weight (so that it has a sign to carry); 0 would lose the flag.
+TINY = 1e-30
 
 _VEC = {"cache": True, "nogil": True, "error_model": "numpy", "fastmath": {"contract"}}
 
@@ -329,7 +336,7 @@ def _make_kernels(exp, recip_log, F):
     @nb.njit(inline="always", **opts)
     def cell(Rp, Rc, Crow, Wi, j, to2, Z, CM, LG):  # pragma: no cover - compiled
         """Cell j of a row: Rc[j + 1] = Crow[j] + softmin(Rp[j], Rp[j + 1], Rc[j]) and the three
-        weights Wi[j] (diag, up, left). Rp, Rc (Mt+1, L) are R on rows i-1 and i (column 0 the
+        weights of Wi[j], packed (``WEIGHTS``). Rp, Rc (Mt+1, L) are R on rows i-1 and i (column 0 the
         +inf border).
 
         The cell runs as three lane loops, so that each loop has one element width and LLVM
@@ -373,11 +380,10 @@ def _make_kernels(exp, recip_log, F):
             e1 = exp(o1)
             e2 = exp(o2)
             rs, lg = recip_log(F(1.0) + e1 + e2)
-            w1 = e1 * rs
-            w2 = e2 * rs
-            w[0, q] = rs if isa else w1
-            w[1, q] = w1 if isa else (rs if isu else w2)
-            w[2, q] = rs if isl else w2
+            w1 = max(e1 * rs, F(TINY))  # > 0, so that the sign can carry the flag
+            w2 = max(e2 * rs, F(TINY))
+            w[0, q] = -w1 if isu else w1
+            w[1, q] = -w2 if isl else w2
             LG[q] = lg
 
     @nb.njit(inline="always", **opts)
@@ -458,8 +464,8 @@ def _make_kernels(exp, recip_log, F):
 
     @nb.njit(**_VEC)
     def forward_tile(C, ln, lm, idx, cnt, gamma, out, W, R3):  # pragma: no cover - compiled
-        """Tile of examples idx[:cnt]: out[idx[q]] = R(n, m) of lane q; W (Nt+1, Mt+1, 3, L)
-        weights, the last row and column zero (the backward pass reads them as "no successor").
+        """Tile of examples idx[:cnt]: out[idx[q]] = R(n, m) of lane q; W (Nt+1, Mt+1, WEIGHTS, L)
+        packed weights, the last row and column zero (the backward pass reads them as "no successor").
 
         C is C-contiguous (B, N, M); R3 (3, Mt+1, L) is scratch: R on three rows. Rows run in
         pairs (``forward_rows2``), the last one alone when the tile has an odd number."""
@@ -511,19 +517,43 @@ def _make_kernels(exp, recip_log, F):
         W[:nt, mt] = 0.0
 
     @nb.njit(**opts)
-    def backward_row(Eb, Ec, Wb, Wi, mt, i, ni, mi, seed):  # pragma: no cover - compiled
-        """Row i: Ec[j] = E(i, j) from row i+1 (Eb) and Ec[j + 1], for j = mt-1 .. 0."""
+    def backward_row(Eb, Ec, Wb, Wi, mt):  # pragma: no cover - compiled
+        """Row i: Ec[j] = E(i, j) from row i+1 (Eb) and Ec[j + 1], for j = mt-1 .. 0.
+
+        Each cell's weights come packed (``WEIGHTS``): the diag and up weights of cell
+        (i+1, j) are decoded together at step j, its up weight used there and its diag weight
+        kept (``wd``) for step j - 1, where (i+1, j) is the diagonal successor; the left weight
+        of (i, j+1) is decoded from Wi. Column Mt holds zeros (finite weights that only ever
+        multiply E = 0: no successor) except at a seed's cell (``backward_tile``)."""
+        wd = np.empty(L, dtype=F)  # diag weight of cell (i+1, j+1), from (i+1, Mt) on
+        pm = Wb[mt]
+        for q in range(L):
+            a1 = abs(pm[0, q])
+            a2 = abs(pm[1, q])
+            wd[q] = (F(1.0) - a1 - a2) if (pm[0, q] >= F(0.0)) & (pm[1, q] >= F(0.0)) else a1
         for j in range(mt - 1, -1, -1):
             eb_d = Eb[j + 1]
             eb_u = Eb[j]
             ec_l = Ec[j + 1]
-            wd = Wb[j + 1, 0]
-            wu = Wb[j, 1]
-            wl = Wi[j + 1, 2]
+            pb = Wb[j]
+            pl = Wi[j + 1]
             e_ = Ec[j]
             for q in range(L):  # SIMD across the tile's examples
-                e = eb_d[q] * wd[q] + eb_u[q] * wu[q] + ec_l[q] * wl[q]
-                e_[q] = e + (seed[q] if (ni[q] == i) & (mi[q] == j) else 0.0)
+                p1 = pb[0, q]
+                p2 = pb[1, q]
+                a1 = abs(p1)
+                a2 = abs(p2)
+                mb = F(1.0) - a1 - a2  # the minimum's weight, >= 1/3: no cancellation
+                su = p1 < F(0.0)
+                isa = ~(su | (p2 < F(0.0)))
+                wu = a1 if isa else (mb if su else a2)
+                d_ = wd[q]
+                wd[q] = mb if isa else a1
+                l1 = pl[0, q]
+                l2 = pl[1, q]
+                b2 = abs(l2)
+                wl = (F(1.0) - abs(l1) - b2) if l2 < F(0.0) else b2
+                e_[q] = eb_d[q] * np.float64(d_) + eb_u[q] * np.float64(wu) + ec_l[q] * np.float64(wl)
 
     @nb.njit(**opts)
     def scatter_row(Gf, goffs, glim, Ec):  # pragma: no cover - compiled
@@ -545,28 +575,37 @@ def _make_kernels(exp, recip_log, F):
 
     @nb.njit(**_VEC)
     def backward_tile(W, ln, lm, idx, cnt, grad, G, Ea, Eb):  # pragma: no cover - compiled
-        """E(i, j) = seed + E(i+1, j+1) w_diag(i+1, j+1) + E(i+1, j) w_up(i+1, j)
-        + E(i, j+1) w_left(i, j+1), swept from the tile's last cell, where the seed grad[b] sits
-        at example b's last cell (n-1, m-1); G[b, i, j] = E(i, j) on each example's corner.
-        Ea, Eb (Mt+1, L) hold E on two rows, column Mt zero ("no successor")."""
+        """E(i, j) = E(i+1, j+1) w_diag(i+1, j+1) + E(i+1, j) w_up(i+1, j)
+        + E(i, j+1) w_left(i, j+1), swept from the tile's last cell, with E(n, m) = grad[b] one
+        past example b's last cell, whose diag weight is set to 1 here: so E(n-1, m-1) =
+        grad[b] and the cell loop tests no seed. G[b, i, j] = E(i, j) on each example's corner.
+        Ea, Eb (Mt+1, L) hold E on two rows, column Mt zero ("no successor") but for seeds."""
         nl, ml, nt, mt = tile_lengths(ln, lm, idx, cnt)
         seed = np.zeros(L)
         for q in range(cnt):
             seed[q] = grad[idx[q]]
-        ni = nl - 1  # the seed cell of each lane (-1 for an empty lane: never hit)
-        mi = ml - 1
+        ni = nl - 1  # each lane's seed enters above row ni: at E(ni + 1, ml)
+        for q in range(cnt):
+            # the seed's cell (n, m), one past lane q's last cell, outside its corner: diag
+            # weight 1 (a minimum, the other two TINY) carries the seed put at E(n, m) into
+            # E(n - 1, m - 1). Written here, not by the forward pass (where this loop cost
+            # 0.5 ms of its 3.6, measured); the same values each time: backward may run twice
+            W[nl[q], ml[q], 0, q] = TINY
+            W[nl[q], ml[q], 1, q] = TINY
         Ea[: mt + 1] = 0.0
         Eb[: mt + 1] = 0.0
         Gf = G.reshape(-1)
         goffs = np.zeros(L, dtype=np.uint64)  # where lane q's row i starts in Gf
         glim = np.zeros(L, dtype=np.int64)  # its columns inside the corner (0: none)
         for i in range(nt - 1, -1, -1):
-            if (nt - 1 - i) % 2 == 0:
-                backward_row(Ea, Eb, W[i + 1], W[i], mt, i, ni, mi, seed)
-                Ec = Eb
-            else:
-                backward_row(Eb, Ea, W[i + 1], W[i], mt, i, ni, mi, seed)
-                Ec = Ea
+            Ep, Ec = (Ea, Eb) if (nt - 1 - i) % 2 == 0 else (Eb, Ea)  # rows i + 1 and i
+            for q in range(cnt):
+                if ni[q] == i:  # E(n, m) = seed, carried into E(n - 1, m - 1) by weight 1
+                    Ep[ml[q], q] = seed[q]
+            backward_row(Ep, Ec, W[i + 1], W[i], mt)
+            for q in range(cnt):
+                if ni[q] == i:  # column Mt is never rewritten: clear the seed there
+                    Ep[ml[q], q] = 0.0
             for q in range(L):
                 inside = q < cnt and i < nl[q]
                 goffs[q] = (idx[q] * G.shape[1] + i) * G.shape[2] if inside else 0
@@ -649,7 +688,7 @@ def _kernel(dtype, tiles, N, M, which):
 
 def forward(C, ln, lm, tiles, counts, gamma, out, W):
     """C (B,N,M) float32/float64; out (B,) float64 receives the values of the tiled examples;
-    W (T, N+1, M+1, 3, LANES) of C's dtype receives the weights."""
+    W (T, N+1, M+1, WEIGHTS, LANES) of C's dtype receives the packed weights."""
     C = np.ascontiguousarray(C)  # the kernel reads it flat
     _, N, M = C.shape
     _kernel(C.dtype, tiles, N, M, 0)(C, ln, lm, tiles, counts, gamma, out, W)

@@ -16,6 +16,14 @@ MAX_PATH_SUM = 1e11
 
 def check_tensor(x: object, name: str, ndim: int, letters: str, finite: bool = True) -> Tensor:
     """Check type, rank, floating dtype and finiteness of ``x``; return it unchanged."""
+    return check_tensor_bound(x, name, ndim, letters, finite)[0]
+
+
+def check_tensor_bound(
+    x: object, name: str, ndim: int, letters: str, finite: bool = True
+) -> tuple[Tensor, float]:
+    """``check_tensor``, also returning max |x| from the same pass (``inf`` when ``finite`` is
+    False). A tensor marked by ``mark_finite`` and not written since skips the pass."""
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape ({letters}), got {type(x).__name__}")
     if x.dim() != ndim:
@@ -26,20 +34,34 @@ def check_tensor(x: object, name: str, ndim: int, letters: str, finite: bool = T
         raise TypeError(f"{name} must be float32 or float64, got {x.dtype}")
     if any(s == 0 for s in x.shape):
         raise ValueError(f"{name} must not be empty, got shape {tuple(x.shape)}")
-    if finite:
-        # One pass: min and max are NaN/inf whenever an element is; only then pay for the count.
-        lo, hi = (float(v) for v in torch.aminmax(x.detach()))
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            bad = int((~torch.isfinite(x.detach())).sum())
-            raise ValueError(f"{name} contains {bad} NaN or infinite value(s) (shape {tuple(x.shape)})")
-        # Path and block sums must stay far from the kernels' "impossible" marker (-1e30) and
-        # from overflow; a value this large is a units or masking mistake, not a score.
-        cells = math.prod(x.shape[1:])
-        if max(-lo, hi) * cells > MAX_PATH_SUM:
-            raise ValueError(
-                f"{name} has values up to {max(-lo, hi):.3g}: too large for the DP (|value| x "
-                f"{cells} cells per example must stay below {MAX_PATH_SUM:.0e}); rescale the input"
-            )
+    if not finite:
+        return x, math.inf
+    # Path and block sums must stay far from the kernels' "impossible" marker (-1e30) and
+    # from overflow; a value this large is a units or masking mistake, not a score.
+    cells = math.prod(x.shape[1:])
+    mark = getattr(x, "_procalign_finite", None)
+    if mark is not None and mark[0] == x._version and mark[1] * cells <= MAX_PATH_SUM:
+        return x, mark[1]
+    # One pass: min and max are NaN/inf whenever an element is; only then pay for the count.
+    lo, hi = (float(v) for v in torch.aminmax(x.detach()))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        bad = int((~torch.isfinite(x.detach())).sum())
+        raise ValueError(f"{name} contains {bad} NaN or infinite value(s) (shape {tuple(x.shape)})")
+    big = max(-lo, hi)
+    if big * cells > MAX_PATH_SUM:
+        raise ValueError(
+            f"{name} has values up to {big:.3g}: too large for the DP (|value| x "
+            f"{cells} cells per example must stay below {MAX_PATH_SUM:.0e}); rescale the input"
+        )
+    return x, big
+
+
+def mark_finite(x: Tensor, bound: float) -> Tensor:
+    """Record that ``x`` (as it is now: its version counter) is finite with |x| <= ``bound``, so
+    that ``check_tensor`` need not scan it again: for outputs whose finiteness follows from
+    checked inputs (``pairwise_costs``). Writing into ``x`` or any view of it bumps the version
+    and voids the mark; a new tensor made from ``x`` (a slice, a copy) carries no mark."""
+    x._procalign_finite = (x._version, float(bound))
     return x
 
 

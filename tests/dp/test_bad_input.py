@@ -96,3 +96,38 @@ def test_soft_dtw_ragged_lengths_check_the_whole_tensor():
     ln[3] = 4
     with pytest.raises(ValueError, match="NaN or infinite"):
         dp.soft_dtw(c, 1.0, lengths_n=ln, backend="numba")
+
+
+def test_costs_from_pairwise_costs_skip_the_rescan_until_written():
+    """pairwise_costs marks its output finite (its inputs were checked and their squared
+    distances cannot overflow), so soft_dtw need not scan it again; a write into it, or into a
+    view of it, voids the mark and the NaN is found."""
+    from procalign.dp import _validate as V
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(3, 5, 4, generator=g), torch.randn(3, 6, 4, generator=g)
+    c = dp.pairwise_costs(x, y)
+    _, bound = V.check_tensor_bound(c, "costs", 3, "B, N, M")
+    assert bound >= float(c.max())  # a valid bound, from the mark (no pass over c)
+    assert torch.isfinite(dp.soft_dtw(c, 0.5)).all()
+    c.view(-1)[7] = float("nan")  # through a view: shares c's version counter
+    with pytest.raises(ValueError, match="costs contains 1 NaN"):
+        dp.soft_dtw(c, 0.5)
+    c2 = dp.pairwise_costs(x, y)
+    c2[0, 0, 0] = float("inf")
+    with pytest.raises(ValueError, match="costs contains 1 NaN or infinite"):
+        dp.dtw(c2)
+    # a copy carries no mark and is scanned
+    c3 = dp.pairwise_costs(x, y).clone()
+    c3[1, 1, 1] = float("nan")
+    with pytest.raises(ValueError, match="costs contains 1 NaN"):
+        dp.soft_dtw(c3, 0.5)
+
+
+def test_check_tensor_bound_is_the_max_abs_value():
+    from procalign.dp import _validate as V
+
+    x = torch.tensor([[[0.5, -3.0], [2.0, 1.0]]])
+    assert V.check_tensor_bound(x, "x", 3, "B, N, D")[1] == 3.0
+    with pytest.raises(ValueError, match="x contains 1 NaN"):
+        V.check_tensor_bound(torch.tensor([[[float("nan")]]]), "x", 3, "B, N, D")

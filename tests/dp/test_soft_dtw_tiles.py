@@ -192,7 +192,7 @@ def test_kernel_reads_costs_in_place_with_any_layout_and_empty_lanes(dtype):
 
     def run(costs):
         out = np.full(9, np.nan)
-        W = np.empty((1, 12, 7, 3, S.LANES), dtype=dtype)
+        W = np.empty((1, 12, 7, S.WEIGHTS, S.LANES), dtype=dtype)
         S.forward(costs, ln_np, lm_np, tiles, counts, 0.5, out, W)
         return out, W
 

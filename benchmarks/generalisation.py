@@ -185,8 +185,10 @@ def run_sspl(dataset: str, folder: Path, seed: int, out: Path) -> dict:
         if r["metric"] in ("f1", "iou", "mof", "task_accuracy"):
             name = r["variant"].split(",k=")[0]
             rows.setdefault(name, {}).setdefault(r["metric"], r["value"])
+    part = summary["parts"][0]
     return {"rows": rows, "k": report.get("k"), "auto": summary.get("auto"),
-            "train_seconds": train_s}
+            "selected_epoch": (part.get("selected") or {}).get("epoch"),
+            "val_videos": part.get("val_videos"), "train_seconds": train_s}
 
 
 def run_lrprop(dataset: str, folder: Path, seed: int, out: Path) -> dict:

@@ -484,8 +484,10 @@ def render_generalisation(data: dict) -> str:
             srows.append(f"| {GEN_DATASETS.get(ds, ds)} | {label} | "
                          f"{mean_std([v['f1'] for v in vals], 100, 1)} | "
                          f"{mean_std([v['iou'] for v in vals], 100, 1)} | {margin} |")
+        chosen = [r.get("selected_epoch") for r in runs]
         notes.append(f"{GEN_DATASETS.get(ds, ds)} (sspl): k = {sorted({r['k'] for r in runs})} "
-                     "from the steps column.")
+                     "from the steps column" + (f"; epochs chosen by validation F1 {chosen}"
+                                                if any(c is not None for c in chosen) else "") + ".")
     meta = data["meta"]
     tail = ["", *notes, f"Seeds {data['seeds']}; {meta['machine']}; torch {meta['torch']}; "
             f"{meta.get('threads', 1)} thread."]

@@ -431,9 +431,39 @@ class SSPLRecipe(Recipe):
 
         summary = {"train_videos": len(train), "tasks": len(tasks), "k": te.k,
                    "num_states": cfg.model.num_states, "regions": model.regions}
+        eval_fn, select = self.validation(cfg, data, tasks)
+        if eval_fn is not None:
+            summary["val_videos"] = len(data.split("val"))
         return TrainSpec(loss_fn, batches, seed, cfg.optim, cfg.train.epochs,
                          {"in_dim": str(data.in_dim), "regions": str(model.regions)},
-                         summary=summary)
+                         eval_fn, summary=summary, select=select)
+
+    def validation(self, cfg: SSPLConfig, data, tasks: list[str]):
+        """(eval_fn, select) on the held-out training videos (``train.val_fraction``), else
+        (None, None). Each evaluation reports the validation videos' task accuracy and, when
+        they have step labels, the frame F1 of the key-steps of their true task (the test
+        protocol); the run keeps the epoch of the best F1 (``val_f1``), which is the only use of
+        step labels in training. Without step labels nothing is selected (task accuracy
+        saturates within a few epochs: it cannot tell epochs apart) and the last epoch is kept."""
+        val = [v for v in sorted(data.split("val"), key=lambda v: v.video_id) if v.label in tasks]
+        if not val:
+            return None, None
+        vocab = {s: i for i, s in enumerate(step_vocabulary(data))}
+        truth = [frame_truth(v, vocab, cfg.eval.background_label) for v in val]
+        labelled = all(t is not None for t in truth)
+        xs = [np.asarray(v.features, np.float32) for v in val]
+        true_task = [tasks.index(v.label) for v in val]
+        bg = cfg.eval.background
+
+        def eval_fn(m: SSPLModel, epoch: int) -> dict[str, float]:
+            preds = predict(m, xs)
+            out = {"val_task_acc": task_accuracy([int(p.probs.argmax()) for p in preds], true_task)}
+            if labelled:
+                pred = [key_steps_of(p.scores, _task_states(m, a), bg) for p, a in zip(preds, true_task)]
+                out["val_f1"] = float(keystep_scores(pred, truth, [tasks[a] for a in true_task])["f1"])
+            return out
+
+        return eval_fn, ("val_f1" if labelled else None)
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, cfg: SSPLConfig, data, models, info, progress) -> dict[str, Any]:

@@ -239,3 +239,32 @@ def test_weaksvr_validation_split_selects_the_best_epoch(tmp_path):
     spec = recipe.trainer(cfg, data, info, "", models[""])
     assert spec.select == "val_auc"
     assert spec.eval_fn(models[""], 0)["val_auc"] == pytest.approx(max(scores), abs=1e-6)
+
+
+def test_sspl_validation_split_selects_the_epoch_of_the_best_key_step_f1(tmp_path):
+    """train.val_fraction for multi-task procedure learning: the held-out training videos'
+    key-steps (of their true task) scored by frame F1 every epoch, the best epoch's weights
+    (teacher centres included) kept: recomputed on the loaded run, the score matches."""
+    from procalign.methods import load_recipes
+    from procalign.train.runner import load_run
+    from tests.methods.test_contract import TINY as CONTRACT
+
+    run = tmp_path / "s"
+    assert main(["train", "sspl", *CONTRACT["sspl"], "train.epochs=4", "train.val_fraction=0.3",
+                 "--out", str(run), "--quiet"]) == 0
+    history = json.loads((run / "history.json").read_text())
+    scores = [h["eval/val_f1"] for h in history if "eval/val_f1" in h]
+    assert len(scores) == 4 and all(0 <= s <= 1 for s in scores)
+    assert all(0 <= h["eval/val_task_acc"] <= 1 for h in history)
+    part = json.loads((run / "summary.json").read_text())["parts"][0]
+    assert part["selected"]["metric"] == "val_f1"
+    assert part["selected"]["value"] == pytest.approx(max(scores))
+    recipe = load_recipes().build("sspl")
+    cfg, info, models = load_run(recipe, run)
+    data = recipe.load_data(cfg, run, False)
+    val = {v.video_id for v in data.split("val")}
+    assert part["val_videos"] == len(val) >= 2
+    assert val.isdisjoint({v.video_id for v in data.split("train")})
+    spec = recipe.trainer(cfg, data, info, "", models[""])
+    assert spec.select == "val_f1"
+    assert spec.eval_fn(models[""], 0)["val_f1"] == pytest.approx(max(scores), abs=1e-9)

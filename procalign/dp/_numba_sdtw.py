@@ -465,7 +465,8 @@ def _make_kernels(exp, recip_log, F):
     @nb.njit(**_VEC)
     def forward_tile(C, ln, lm, idx, cnt, gamma, out, W, R3):  # pragma: no cover - compiled
         """Tile of examples idx[:cnt]: out[idx[q]] = R(n, m) of lane q; W (Nt+1, Mt+1, WEIGHTS, L)
-        packed weights, the last row and column zero (the backward pass reads them as "no successor").
+        packed weights, the last row and column zero (the backward pass reads them as "no
+        successor", and writes each lane's seed cell there itself).
 
         C is C-contiguous (B, N, M); R3 (3, Mt+1, L) is scratch: R on three rows. Rows run in
         pairs (``forward_rows2``), the last one alone when the tile has an odd number."""

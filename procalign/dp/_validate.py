@@ -60,7 +60,9 @@ def mark_finite(x: Tensor, bound: float) -> Tensor:
     """Record that ``x`` (as it is now: its version counter) is finite with |x| <= ``bound``, so
     that ``check_tensor`` need not scan it again: for outputs whose finiteness follows from
     checked inputs (``pairwise_costs``). Writing into ``x`` or any view of it bumps the version
-    and voids the mark; a new tensor made from ``x`` (a slice, a copy) carries no mark."""
+    and voids the mark; a new tensor made from ``x`` (a slice, a copy) carries no mark. Writes
+    that bypass the version counter (through ``x.data`` or ``x.numpy()``) are not seen: a NaN
+    put there reaches the kernels, whose output is then NaN, not an error."""
     x._procalign_finite = (x._version, float(bound))
     return x
 

@@ -6,6 +6,9 @@ both videos (not the T sampled frames a model sees), after per-video normalisati
 temporal smoothing:
 
 * ``fullres_dtw``: DTW over cosine frame costs, divided by the optimal path's length;
+* ``fullres_dtw_window``: the worst stretch of the same path, the largest mean cost over a
+  window of ``frac`` x its length (``frac`` chosen on validation with the rest): a step that
+  one video skips costs a few path cells, diluted by the mean and not by the window;
 * ``fullres_soft_dtw``: the soft-DTW divergence over cosine costs, divided by N + M;
 * ``fullres_mean``: L2 distance of the L2-normalised mean frames of the raw inputs (a bag of
   frames: per-video centring would make every mean zero, so it has no normalisation choice).
@@ -31,6 +34,7 @@ import torch
 from procalign.eval.report import row
 
 __all__ = [
+    "FRACTIONS",
     "FULLRES",
     "NORMS",
     "WIDTHS",
@@ -41,9 +45,11 @@ __all__ = [
     "verdict",
 ]
 
-FULLRES = ("fullres_dtw", "fullres_soft_dtw", "fullres_mean")
+FULLRES = ("fullres_dtw", "fullres_dtw_window", "fullres_soft_dtw", "fullres_mean")
 NORMS = ("center", "standardize")
 WIDTHS = (1, 3, 5, 9, 15)
+#: window fractions of ``fullres_dtw_window``, chosen on validation pairs with norm and width
+FRACTIONS = (0.1, 0.2, 0.3)
 
 
 def prepare(x: np.ndarray, norm: str | None, width: int, max_frames: int | None = 512) -> np.ndarray:
@@ -91,8 +97,10 @@ def fullres_distances(
     ys: Sequence[np.ndarray],
     gamma: float = 0.1,
     batch_size: int = 64,
+    fraction: float = 0.2,
 ) -> np.ndarray:
-    """(P,) distances between prepared videos ``xs[p]`` (N_p, D) and ``ys[p]`` (M_p, D)."""
+    """(P,) distances between prepared videos ``xs[p]`` (N_p, D) and ``ys[p]`` (M_p, D);
+    ``fraction``: the window of ``fullres_dtw_window`` as a fraction of the path's length."""
     from procalign.methods import baselines as BL
 
     if kind not in FULLRES:
@@ -106,6 +114,8 @@ def fullres_distances(
         with torch.no_grad():
             if kind == "fullres_dtw":
                 d = BL.dtw_distance(A, B, la, lb)
+            elif kind == "fullres_dtw_window":
+                d = BL.dtw_window_distance(A, B, la, lb, fraction=fraction)
             elif kind == "fullres_soft_dtw":
                 d = BL.soft_dtw_distance(A, B, la, lb, gamma=gamma)
             else:
@@ -167,12 +177,14 @@ def fullres_baselines(
     kinds: Sequence[str] = FULLRES,
     norms: Sequence[str] = NORMS,
     widths: Sequence[int] = WIDTHS,
+    fractions: Sequence[float] = FRACTIONS,
     gamma: float = 0.1,
     max_frames: int | None = 512,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Rows (AUC, EER on the test pairs) for every baseline at its setting chosen on the
-    validation pairs, and what was chosen: ``{"metrics": [...], "chosen": {kind: {...}}}``.
+    validation pairs, and what was chosen: ``{"metrics": [...], "chosen": {kind: {...}}}``
+    (``fractions``: the window grid of ``fullres_dtw_window``).
 
     Args:
         features: ``video_id -> (L, D)`` raw inputs.
@@ -195,33 +207,38 @@ def fullres_baselines(
             cache[key] = prepare(features(vid), norm, width, max_frames)
         return cache[key]
 
-    def dists(kind, pairs, norm, width):
+    def dists(kind, pairs, norm, width, frac):
         xs = [prepared(p.video_id_1, norm, width) for p in pairs]
         ys = [prepared(p.video_id_2, norm, width) for p in pairs]
-        return fullres_distances(kind, xs, ys, gamma)
+        return fullres_distances(kind, xs, ys, gamma, fraction=frac if frac else 1.0)
 
     rows: list[dict[str, Any]] = []
     chosen: dict[str, dict[str, Any]] = {}
-    jobs = [(k, n, w) for k in kinds
+    jobs = [(k, n, w, f) for k in kinds
             for n, w in ([(None, 1)] if k == "fullres_mean" else
-                         [(n, w) for n in norms for w in widths])]
+                         [(n, w) for n in norms for w in widths])
+            for f in (fractions if k == "fullres_dtw_window" else [None])]
     bar = tqdm(total=len(jobs) + len(kinds), desc="baselines", disable=not progress, leave=False)
     for kind in kinds:
         best = None
-        for k, norm, width in jobs:
+        for k, norm, width, frac in jobs:
             if k != kind:
                 continue
-            auc = verification_auc(dists(kind, val_pairs, norm, width), val_same)
+            auc = verification_auc(dists(kind, val_pairs, norm, width, frac), val_same)
             bar.update(1)
             if best is None or auc > best[0] + 1e-12:
-                best = (auc, norm, width)
+                best = (auc, norm, width, frac)
         assert best is not None
-        val_auc, norm, width = best
-        d = dists(kind, test_pairs, norm, width)
+        val_auc, norm, width, frac = best
+        d = dists(kind, test_pairs, norm, width, frac)
         bar.update(1)
         setting = "raw" if kind == "fullres_mean" else f"{norm},w={width}"
+        if frac is not None:
+            setting += f",frac={frac:g}"
         variant = f"{kind},{setting},chosen_on_val"
         chosen[kind] = {"norm": norm, "width": width, "val_auc": val_auc}
+        if frac is not None:
+            chosen[kind]["fraction"] = frac
         rows.append(row("auc", verification_auc(d, test_same), variant, True, distance=kind))
         rows.append(row("eer", verification_eer(d, test_same), variant, False, distance=kind))
     bar.close()
@@ -229,7 +246,7 @@ def fullres_baselines(
 
 
 def verdict(metrics: Sequence[dict[str, Any]], method: str, metric: str = "auc",
-            variants: Sequence[str] = ("dtw",)) -> dict | None:
+            variants: Sequence[str] = ("dtw", "dtw_window")) -> dict | None:
     """Does ``method``'s row beat the best baseline row of ``metric``? Baselines are the rows
     that use no trained model: ``fullres_*`` and ``raw_*`` distances (rows over the model's
     embeddings, such as DTW on them, are variants of the method, not baselines).

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from procalign import dp
 
-__all__ = ["BASELINES", "dtw_distance", "pyramid_l2", "soft_dtw_distance", "video_l2"]
+__all__ = ["BASELINES", "dtw_distance", "dtw_window_distance", "pyramid_l2", "soft_dtw_distance", "video_l2"]
 
 
 def _check(F1: Tensor, F2: Tensor, lengths_1, lengths_2) -> tuple[Tensor, Tensor]:
@@ -101,6 +101,44 @@ def dtw_distance(
     return res.values / res.path.sum(dim=(1, 2)).to(res.values.dtype)
 
 
+def dtw_window_distance(
+    F1: Tensor,
+    F2: Tensor,
+    lengths_1=None,
+    lengths_2=None,
+    fraction: float = 0.2,
+    cost: str = "cosine",
+) -> Tensor:
+    """The worst stretch of the best DTW path -> (B,): the largest mean ``cost`` over
+    ``round(fraction * L)`` consecutive cells of the path (L its length; at least 1 cell).
+
+    ``dtw_distance`` averages over the whole path, so a step that one video skips (a few frames
+    that the path absorbs at a high cost) is diluted by every well-matched frame; a procedure is
+    wrong as soon as one stretch is, and this distance scores that stretch. ``fraction=1`` gives
+    ``dtw_distance``; a fraction below ``1 / L`` gives the path's largest cell cost.
+
+    >>> import torch
+    >>> a, b, c = torch.eye(3)
+    >>> x = torch.stack([a, a, a, b, b, c, c, c])[None]  # steps a, b, c
+    >>> y = torch.stack([a, a, a, a, c, c, c, c])[None]  # b skipped
+    >>> float(dtw_distance(x, y)[0]), float(dtw_window_distance(x, y, fraction=0.25)[0])
+    (0.25, 1.0)
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    l1, l2 = _check(F1, F2, lengths_1, lengths_2)
+    costs = dp.pairwise_costs(F1, F2, cost)
+    path = dp.dtw(costs, l1, l2).path.bool()
+    out = torch.empty(costs.shape[0], dtype=costs.dtype, device=costs.device)
+    for b in range(costs.shape[0]):
+        # a monotone path's cells in row-major order are its cells in path order
+        c = costs[b][path[b]]
+        k = max(1, min(len(c), int(round(fraction * len(c)))))
+        s = torch.cat([c.new_zeros(1), c.cumsum(0)])
+        out[b] = ((s[k:] - s[:-k]) / k).max()
+    return out
+
+
 def soft_dtw_distance(
     F1: Tensor,
     F2: Tensor,
@@ -120,5 +158,6 @@ BASELINES: dict[str, Callable[..., Tensor]] = {
     "video_l2": video_l2,
     "pyramid_l2": pyramid_l2,
     "dtw": dtw_distance,
+    "dtw_window": dtw_window_distance,
     "soft_dtw": soft_dtw_distance,
 }

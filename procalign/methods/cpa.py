@@ -47,8 +47,8 @@ from procalign.models.cpa import (
     INPUT_NORMS, STEP_FEATURES, STEP_MINING, TASKS, CPAModel, explain_pair,
 )
 
-EVAL_DISTANCES = ("cpa", "fsa_uniform", "video_l2", "pyramid_l2", "dtw", "soft_dtw",
-                  "raw_video_l2", "raw_pyramid_l2", "raw_dtw", "raw_fsa_uniform")
+EVAL_DISTANCES = ("cpa", "fsa_uniform", "video_l2", "pyramid_l2", "dtw", "dtw_window", "soft_dtw",
+                  "raw_video_l2", "raw_pyramid_l2", "raw_dtw", "raw_dtw_window", "raw_fsa_uniform")
 
 
 @dataclass
@@ -144,7 +144,8 @@ class EvalConfig:
             or ``"sampled"`` (``num_pairs`` pairs, half positive, ``data.negatives`` mode).
         num_pairs: pairs to sample. max_pairs: score only the first N pairs.
         distances: any of ``EVAL_DISTANCES`` (``raw_*``: over the untrained input features;
-            ``video_l2`` is a bag of frames, blind to order; ``pyramid_l2`` is order-aware).
+            ``video_l2`` is a bag of frames, blind to order; ``pyramid_l2`` is order-aware;
+            ``dtw_window`` scores the worst fifth of the DTW path instead of its mean).
         steps_sweep: extra K values for the CPA distance (Table 4 at evaluation time).
         gamma: soft-DTW temperature. batch_size: pairs per distance call.
         fullres: the strong baselines on every frame of the inputs
@@ -169,8 +170,8 @@ class EvalConfig:
     num_pairs: int = 400
     max_pairs: int | None = None
     distances: list[str] = field(
-        default_factory=lambda: ["cpa", "fsa_uniform", "video_l2", "dtw", "soft_dtw",
-                                 "raw_video_l2", "raw_dtw"]
+        default_factory=lambda: ["cpa", "fsa_uniform", "video_l2", "dtw", "dtw_window",
+                                 "soft_dtw", "raw_video_l2", "raw_dtw"]
     )
     steps_sweep: list[int] = field(default_factory=list)
     gamma: float = 0.1

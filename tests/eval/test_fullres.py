@@ -163,3 +163,33 @@ def test_a_dataset_too_small_for_validation_pairs_gets_a_warning_not_a_crash():
     F.add_baselines(report, data, cfg, _all_pairs(vids), "cpa")
     assert "baselines" not in report
     assert "full-resolution baselines left out" in report["warnings"][0]
+
+
+def test_window_fraction_is_chosen_on_validation_pairs_with_norm_and_width():
+    feats, val_v = _videos(seed=0)
+    feats_t, test_v = _videos(seed=1)
+    feats.update(feats_t)
+    val, test = _all_pairs(val_v), _all_pairs(test_v)
+    out = F.fullres_baselines(feats.__getitem__, val, test, kinds=["fullres_dtw_window"],
+                              widths=(1, 3), fractions=(0.1, 0.5))
+    chosen = out["chosen"]["fullres_dtw_window"]
+    same = np.array([p.same for p in val])
+    aucs = {}
+    for norm in F.NORMS:
+        for w in (1, 3):
+            xs = [F.prepare(feats[p.video_id_1], norm, w) for p in val]
+            ys = [F.prepare(feats[p.video_id_2], norm, w) for p in val]
+            for frac in (0.1, 0.5):
+                d = F.fullres_distances("fullres_dtw_window", xs, ys, fraction=frac)
+                aucs[(norm, w, frac)] = roc_auc_score(same, -d)
+    assert chosen["val_auc"] == pytest.approx(max(aucs.values()))
+    assert aucs[(chosen["norm"], chosen["width"], chosen["fraction"])] == pytest.approx(
+        max(aucs.values()))
+    auc_row = next(r for r in out["metrics"] if r["metric"] == "auc")
+    assert auc_row["variant"] == (f"fullres_dtw_window,{chosen['norm']},w={chosen['width']},"
+                                  f"frac={chosen['fraction']:g},chosen_on_val")
+    # fraction 1 is the whole-path mean: the window baseline at 1 is fullres_dtw
+    xs = [F.prepare(feats[p.video_id_1], "center", 1) for p in test]
+    ys = [F.prepare(feats[p.video_id_2], "center", 1) for p in test]
+    np.testing.assert_allclose(F.fullres_distances("fullres_dtw_window", xs, ys, fraction=1.0),
+                               F.fullres_distances("fullres_dtw", xs, ys), atol=1e-6)

@@ -14,6 +14,7 @@ from procalign.cli.main import main
 from procalign.config import load_config
 from procalign.data.featureset import DataConfig, load_featureset
 from procalign.data.synthetic import PRESETS, SynthConfig, make_dataset
+from procalign.eval.fullres import FULLRES
 from procalign.methods import cpa
 from procalign.models.cpa import CPAModel
 
@@ -51,8 +52,8 @@ def test_validation_split_selects_the_best_epoch_and_reports_baselines(tmp_path,
     err = capsys.readouterr().err
     report = json.loads((run / "eval.json").read_text())
     kinds = {r["distance"] for r in report["metrics"]}
-    assert {"fullres_dtw", "fullres_soft_dtw", "fullres_mean"} <= kinds
-    assert set(report["baselines"]["chosen"]) == {"fullres_dtw", "fullres_soft_dtw", "fullres_mean"}
+    assert set(FULLRES) <= kinds
+    assert set(report["baselines"]["chosen"]) == set(FULLRES)
     v = report["verdict"]
     assert v["method"] == "cpa" and v["best_baseline"].split(",")[0].startswith(("fullres", "raw"))
     assert f"verdict: {v['line']}" in err
@@ -198,8 +199,8 @@ def test_weaksvr_reports_the_same_baselines_on_its_own_pairs_and_a_verdict(tmp_p
     report = json.loads((run / "eval.json").read_text())
     rows = [r for r in report["metrics"] if r["metric"] == "auc"]
     kinds = {r["distance"] for r in rows}
-    assert {"weaksvr", "fullres_dtw", "fullres_soft_dtw", "fullres_mean"} <= kinds
-    assert set(report["baselines"]["chosen"]) == {"fullres_dtw", "fullres_soft_dtw", "fullres_mean"}
+    assert {"weaksvr", *FULLRES} <= kinds
+    assert set(report["baselines"]["chosen"]) == set(FULLRES)
     assert "never on the test pairs" in report["baselines"]["validation"]
     v = report["verdict"]
     assert v["method"] == "weaksvr" and v["line"] in err

@@ -66,6 +66,25 @@ def _videos(n_labels=4, per=6, length=30, seed=0, offset=5.0):
     return feats, vids
 
 
+def _prepared(feats, pairs, norm, width):
+    """Both sides of ``pairs``, each video prepared as the baselines prepare it."""
+    return ([F.prepare(feats[p.video_id_1], norm, width) for p in pairs],
+            [F.prepare(feats[p.video_id_2], norm, width) for p in pairs])
+
+
+def _val_aucs(feats, val, kind, widths, fractions=(None,)):
+    """sklearn's AUC of ``kind`` on ``val`` at every (norm, width[, fraction]) setting."""
+    same = np.array([p.same for p in val])
+    aucs = {}
+    for norm in F.NORMS:
+        for w in widths:
+            xs, ys = _prepared(feats, val, norm, w)
+            for frac in fractions:
+                d = F.fullres_distances(kind, xs, ys, fraction=frac or 1.0)
+                aucs[(norm, w) if frac is None else (norm, w, frac)] = roc_auc_score(same, -d)
+    return aucs
+
+
 def _all_pairs(vids):
     return [PairRecord(a.video_id, b.video_id, a.label == b.label)
             for i, a in enumerate(vids) for b in vids[i + 1:]]
@@ -79,13 +98,7 @@ def test_settings_are_chosen_on_validation_pairs_never_on_test_pairs():
     out = F.fullres_baselines(feats.__getitem__, val, test, kinds=["fullres_dtw"], widths=(1, 5))
     chosen = out["chosen"]["fullres_dtw"]
     # the chosen setting is the argmax of the validation AUC (sklearn's), recomputed here
-    same = np.array([p.same for p in val])
-    aucs = {}
-    for norm in F.NORMS:
-        for w in (1, 5):
-            xs = [F.prepare(feats[p.video_id_1], norm, w) for p in val]
-            ys = [F.prepare(feats[p.video_id_2], norm, w) for p in val]
-            aucs[(norm, w)] = roc_auc_score(same, -F.fullres_distances("fullres_dtw", xs, ys))
+    aucs = _val_aucs(feats, val, "fullres_dtw", (1, 5))
     best = max(aucs.values())
     assert chosen["val_auc"] == pytest.approx(best)
     assert aucs[(chosen["norm"], chosen["width"])] == pytest.approx(best)
@@ -173,15 +186,7 @@ def test_window_fraction_is_chosen_on_validation_pairs_with_norm_and_width():
     out = F.fullres_baselines(feats.__getitem__, val, test, kinds=["fullres_dtw_window"],
                               widths=(1, 3), fractions=(0.1, 0.5))
     chosen = out["chosen"]["fullres_dtw_window"]
-    same = np.array([p.same for p in val])
-    aucs = {}
-    for norm in F.NORMS:
-        for w in (1, 3):
-            xs = [F.prepare(feats[p.video_id_1], norm, w) for p in val]
-            ys = [F.prepare(feats[p.video_id_2], norm, w) for p in val]
-            for frac in (0.1, 0.5):
-                d = F.fullres_distances("fullres_dtw_window", xs, ys, fraction=frac)
-                aucs[(norm, w, frac)] = roc_auc_score(same, -d)
+    aucs = _val_aucs(feats, val, "fullres_dtw_window", (1, 3), (0.1, 0.5))
     assert chosen["val_auc"] == pytest.approx(max(aucs.values()))
     assert aucs[(chosen["norm"], chosen["width"], chosen["fraction"])] == pytest.approx(
         max(aucs.values()))
@@ -189,7 +194,6 @@ def test_window_fraction_is_chosen_on_validation_pairs_with_norm_and_width():
     assert auc_row["variant"] == (f"fullres_dtw_window,{chosen['norm']},w={chosen['width']},"
                                   f"frac={chosen['fraction']:g},chosen_on_val")
     # fraction 1 is the whole-path mean: the window baseline at 1 is fullres_dtw
-    xs = [F.prepare(feats[p.video_id_1], "center", 1) for p in test]
-    ys = [F.prepare(feats[p.video_id_2], "center", 1) for p in test]
+    xs, ys = _prepared(feats, test, "center", 1)
     np.testing.assert_allclose(F.fullres_distances("fullres_dtw_window", xs, ys, fraction=1.0),
                                F.fullres_distances("fullres_dtw", xs, ys), atol=1e-6)

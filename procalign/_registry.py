@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -44,7 +45,19 @@ class Registry(Generic[T]):
         return self._items[key]
 
     def build(self, name: str, *args: Any, **kwargs: Any) -> T:
-        return self.get(name)(*args, **kwargs)
+        """``factory(*args, **kwargs)``; a setting the factory does not take is a ValueError
+        naming it (e.g. the ``heads`` of a transformer given to a convolution)."""
+        factory = self.get(name)
+        try:
+            return factory(*args, **kwargs)
+        except TypeError as exc:
+            m = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+            if m is None or m.group(1) not in kwargs:
+                raise
+            raise ValueError(
+                f"{self.kind} {name!r} does not take the setting {m.group(1)!r} "
+                f"(given: {', '.join(sorted(kwargs))})"
+            ) from exc
 
     def names(self) -> list[str]:
         return sorted(self._items)

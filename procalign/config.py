@@ -97,7 +97,13 @@ def _build(cls: type[C], data: dict[str, Any], prefix: str = "") -> C:
         if isinstance(value, dict) and f is not None and f.default_factory is not dataclasses.MISSING:
             default = f.default_factory()
             if dataclasses.is_dataclass(default):
-                value = _merge(dataclasses.asdict(default), value)
+                base = dataclasses.asdict(default)
+                for k in [k for k in base if k.endswith("_args")]:
+                    # ``<name>_args`` are the settings of module ``<name>``: when the config
+                    # picks another module, the default module's settings do not apply to it
+                    if k[: -len("_args")] in value and value[k[: -len("_args")]] != base.get(k[: -len("_args")]):
+                        base[k] = {}
+                value = _merge(base, value)
         kwargs[name] = _coerce(value, tp, prefix + name)
     return cls(**kwargs)
 

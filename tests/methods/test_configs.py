@@ -39,3 +39,19 @@ def test_overriding_one_key_keeps_the_recipes_own_section_defaults(name):
         cfg = load_config(recipe.config_cls, None, [f"{section}.{key}={value}"])
         got, want = getattr(cfg, section), dataclasses.replace(getattr(base, section), **{key: value})
         assert got == want, (section, got, want)
+
+
+def test_picking_another_module_drops_the_default_modules_settings():
+    """CPA's default ``temporal_args`` (a transformer's layers / heads) must not follow the
+    config to another temporal module (they did: ``temporal: conv`` failed on ``heads``), while
+    a partial ``temporal_args`` for the default module still keeps its other defaults."""
+    from procalign.methods.cpa import CPAConfig, build_model
+
+    recipe = load_recipes().build("cpa")
+    cfg = load_config(CPAConfig, None, ["model.temporal=conv", "model.temporal_args={dim: 32}"])
+    assert cfg.model.temporal_args == {"dim": 32}
+    recipe.validate(cfg)
+    assert type(build_model(cfg, in_dim=8, num_classes=3).temporal).__name__ == "TemporalConv"
+    default = load_config(CPAConfig, None, []).model.temporal_args
+    cfg = load_config(CPAConfig, None, ["model.temporal_args.layers=3"])
+    assert cfg.model.temporal_args == {**default, "layers": 3}

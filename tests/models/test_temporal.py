@@ -39,6 +39,9 @@ def test_temporal_bad_input():
         enc(torch.randn(3, 6))
     with pytest.raises(KeyError, match="unknown temporal encoder 'lstm'"):
         build_temporal("lstm", 6)
+    # another module's setting is named, not a TypeError from deep inside
+    with pytest.raises(ValueError, match="temporal encoder 'conv' does not take the setting 'heads'"):
+        build_temporal("conv", 6, dim=4, heads=4)
 
 
 def test_transformer_local_context_sees_order_not_index():

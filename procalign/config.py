@@ -98,11 +98,12 @@ def _build(cls: type[C], data: dict[str, Any], prefix: str = "") -> C:
             default = f.default_factory()
             if dataclasses.is_dataclass(default):
                 base = dataclasses.asdict(default)
-                for k in [k for k in base if k.endswith("_args")]:
+                for key in [k for k in base if k.endswith("_args")]:
                     # ``<name>_args`` are the settings of module ``<name>``: when the config
                     # picks another module, the default module's settings do not apply to it
-                    if k[: -len("_args")] in value and value[k[: -len("_args")]] != base.get(k[: -len("_args")]):
-                        base[k] = {}
+                    module = key[: -len("_args")]
+                    if module in value and value[module] != base.get(module):
+                        base[key] = {}
                 value = _merge(base, value)
         kwargs[name] = _coerce(value, tp, prefix + name)
     return cls(**kwargs)

@@ -109,8 +109,9 @@ def dtw_window_distance(
     fraction: float = 0.2,
     cost: str = "cosine",
 ) -> Tensor:
-    """The worst stretch of the best DTW path -> (B,): the largest mean ``cost`` over
-    ``round(fraction * L)`` consecutive cells of the path (L its length; at least 1 cell).
+    """The worst stretch of the best DTW path: F1 (B, N, D), F2 (B, M, D) -> (B,), the largest
+    mean ``cost`` over ``round(fraction * L)`` consecutive cells of the path (L its length; at
+    least 1 cell). ``lengths_1`` / ``lengths_2`` (B,) as in :func:`dtw_distance`.
 
     ``dtw_distance`` averages over the whole path, so a step that one video skips (a few frames
     that the path absorbs at a high cost) is diluted by every well-matched frame; a procedure is

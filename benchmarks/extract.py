@@ -89,7 +89,8 @@ def _plain(video: Path, encoder, size: int) -> int:
 
 
 def _procalign(video: Path, encoder, name: str, size: int, workdir: Path) -> int:
-    from procalign.data.features import auto_batch_size, discover_sources, extract_features
+    from procalign.data.extraction import auto_batch_size, extract_features
+    from procalign.data.features import discover_sources
     from procalign.data.sampling import SamplingPolicy
     from procalign.data.video import ResizePolicy
 

@@ -87,7 +87,8 @@ def clean_ceiling(dataset: str, folder: Path) -> dict:
     from dataclasses import fields
 
     from procalign.data.featureset import DataConfig, load_featureset
-    from procalign.data.synthetic import SynthConfig, from_svip, make_dataset
+    from procalign.data.synthetic import SynthConfig, make_dataset
+    from procalign.data.synthetic_io import from_svip
     from procalign.eval import verification_auc
     from procalign.eval import protocols as P
     from procalign.eval.fullres import fullres_distances, prepare

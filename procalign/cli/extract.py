@@ -8,7 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
-DEFAULT_FPS = 8.0  # procalign.data.features.DEFAULT_FPS (not imported: keeps --help fast)
+DEFAULT_FPS = 8.0  # procalign.data.extraction.DEFAULT_FPS (not imported: keeps --help fast)
 
 
 def _encoder_arg(text: str) -> tuple[str, object]:
@@ -169,12 +169,8 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from procalign.data.features import (
-        auto_batch_size,
-        discover_sources,
-        extract_features,
-        parse_shard,
-    )
+    from procalign.data.extraction import auto_batch_size, extract_features
+    from procalign.data.features import discover_sources, parse_shard
     from procalign.data.sampling import SamplingPolicy
     from procalign.data.video import ResizePolicy
     from procalign.models.encoders import (

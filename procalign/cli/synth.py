@@ -95,7 +95,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from procalign.data import synthetic
+    from procalign.data import synthetic, synthetic_io
 
     out = Path(args.out_dir).expanduser()
     if out.exists() and not out.is_dir():
@@ -130,12 +130,12 @@ def run(args: argparse.Namespace) -> int:
                     if k in keep and k not in ("num_tasks", "procedures_per_task",
                                                "videos_per_procedure", "split_by",
                                                "test_fraction")}
-        ds = synthetic.from_svip(
+        ds = synthetic_io.from_svip(
             args.from_svip, max_videos=args.max_videos, progress=show, **settings
         )
     else:
         ds = synthetic.make_dataset(progress=show, **config)
-    root = synthetic.write_folder(
+    root = synthetic_io.write_folder(
         ds,
         args.out_dir,
         render_videos=args.render_videos,

@@ -383,7 +383,7 @@ def _synthetic(cfg: DataConfig, cache_dir: Path | None, progress: bool) -> Featu
 
 
 def _svip(cfg: DataConfig, cache_dir: Path | None, progress: bool) -> FeatureSet:
-    from procalign.data.synthetic import from_svip
+    from procalign.data.synthetic_io import from_svip
 
     root = _default_root(cfg, f"svip/{_SVIP_FOLDERS[cfg.dataset]}")
     if cfg.features_dir is not None:
@@ -555,7 +555,7 @@ def _folder(cfg: DataConfig, cache_dir: Path | None, progress: bool) -> FeatureS
 def _encode_records(records: list, cfg: DataConfig, cache_dir: Path | None, progress: bool):
     """Videos without features: encoded once with ``data.video_encoder``, cached."""
     from procalign.data.features import Source as MediaSource
-    from procalign.data.features import extract_features
+    from procalign.data.extraction import extract_features
     from procalign.models.encoders import build_encoder
 
     if cache_dir is None:
@@ -678,8 +678,8 @@ def with_quality_scores(fs: FeatureSet, strength: float, seed: int) -> FeatureSe
 def encode_video(path: str | Path, encoder: Any, size: int = 32) -> np.ndarray:
     """Every frame of a video file / frame folder, resized to ``size`` x ``size`` and encoded
     with a frames encoder -> (L, D) float32 (what ``procalign verify`` does with a video), through
-    the streaming pipeline of :func:`procalign.data.features.encode_video`."""
-    from procalign.data.features import encode_video as stream
+    the streaming pipeline of :func:`procalign.data.extraction.encode_video`."""
+    from procalign.data.extraction import encode_video as stream
     from procalign.data.video import ResizePolicy
 
     if getattr(encoder, "input_kind", "frames") != "frames":

@@ -117,7 +117,7 @@ class ExtractShards:
         self.out_dir, self.num_shards, self.args = out_dir, int(num_shards), extract_args
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from procalign.data.features import extract_features
+        from procalign.data.extraction import extract_features
 
         counts: dict[str, list[int]] = {"shard": [], "extracted": [], "skipped": [], "failed": []}
         for i in batch["shard"]:

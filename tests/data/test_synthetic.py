@@ -365,3 +365,13 @@ def test_synth_cli_bad_arguments_name_the_problem(tmp_path, capsys):
     assert (full / "keep.txt").read_text() == "x" and sorted(full.iterdir()) == [full / "keep.txt"]
     assert main(["synth", str(tmp_path / "one"), "--videos-per-procedure", "1", *small]) == 0
     assert "no test videos" in capsys.readouterr().err
+
+
+def test_disk_names_are_still_importable_from_synthetic():
+    """from_svip / write_folder / read_folder moved to procalign.data.synthetic_io."""
+    from procalign.data import synthetic, synthetic_io
+
+    for name in synthetic._IO:
+        assert getattr(synthetic, name) is getattr(synthetic_io, name)
+    with pytest.raises(AttributeError, match="no_such_name"):
+        synthetic.no_such_name  # noqa: B018

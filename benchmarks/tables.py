@@ -501,6 +501,44 @@ def render_generalisation(data: dict) -> str:
     return _command(data) + "\n".join(body) + "\n"
 
 
+def render_csv_bounds(data: dict) -> str:
+    """Issue 15's measured why: DTW and CPA's lattice over ideal encoders' features (no
+    training; CPA's K / scale chosen on the test pairs: upper bounds), next to trained CPA
+    and the best baseline of benchmarks/generalisation.py on the same folders and pairs."""
+    runs = data["results"]
+    seeds = list(runs)
+    trained = load("generalisation")["results"].get("csv", {}).get("cpa", [])
+    kinds = {"noisy": "the folder's inputs, per-video standardised (what the baselines see)",
+             "clean": "the generator's noise-free signal, standardised (a perfect denoiser)",
+             "onehot": "the true step of every frame, one-hot (a perfect step recogniser)"}
+    lines = ["| frame features | DTW, path mean | DTW, worst window (best fraction) | "
+             "CPA lattice, Eq. 10 (best K / scale on test) | CPA's best setting per seed |",
+             "|---|---|---|---|---|"]
+    for kind, label in kinds.items():
+        rows = [runs[s][kind] for s in seeds]
+        lines.append(
+            f"| {label} | {mean_std([r['dtw'] for r in rows], 100, 1)} | "
+            f"{mean_std([max(r['dtw_window'].values()) for r in rows], 100, 1)} | "
+            f"{mean_std([r['cpa_best'] for r in rows], 100, 1)} | "
+            f"{'; '.join(r['cpa_best_setting'] for r in rows)} |")
+    lines.append(f"| the true step lists (0 when two scripts are equal, 1 otherwise) | – | – | "
+                 f"{mean_std([runs[s]['scripts_auc'] for s in seeds], 100, 1)} (not CPA: "
+                 f"the scripts themselves) | – |")
+    if trained:
+        best = [max(v["value"] for k, v in r["auc"].items() if k.startswith(("fullres_", "raw_")))
+                for r in trained]
+        cpa = [r["auc"]["cpa"]["value"] for r in trained]
+        lines += ["", f"Trained CPA on the same folders and pairs (benchmarks/generalisation.py, "
+                  f"{len(trained)} seeds): {mean_std(cpa, 100, 1)}; the best baseline "
+                  f"{mean_std(best, 100, 1)}; +3 points would need "
+                  f"{mean_std([b + 0.03 for b in best], 100, 1)}."]
+    grid = data["grid"]
+    lines += ["", f"CPA grid: K {grid['K']}, feature scale {grid['scale']}, clip frames "
+              f"{' / '.join(map(str, grid['frames']))}; {runs[seeds[0]]['num_pairs']} test pairs per seed; seeds "
+              f"{', '.join(seeds)} (the folders of benchmarks/generalisation.py)."]
+    return _command(data) + "\n".join(lines) + "\n"
+
+
 RENDERERS = {
     "cpa_sv": ("cpa_sv", render_cpa_sv),
     "cpa_ksweep": ("cpa_sv", render_cpa_ksweep),
@@ -514,6 +552,7 @@ RENDERERS = {
     "sspl_table1": ("sspl", render_sspl_table1),
     "sspl_ablations": ("sspl", render_sspl_ablations),
     "generalisation": ("generalisation", render_generalisation),
+    "csv_bounds": ("csv_bounds", render_csv_bounds),
 }
 
 

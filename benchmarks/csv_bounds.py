@@ -1,0 +1,181 @@
+"""Why CPA does not beat full-resolution DTW on CSV-scripted data: its distance with ideal encoders.
+
+    PROCALIGN_DATA=../shared/data python benchmarks/csv_bounds.py [--seeds 0 1 2] [--out DIR]
+
+benchmarks/generalisation.py trains CPA on CSV-scripted folders (CSV's real scripts, splits and
+1,000 official test pairs, simulated frames) and finds it below the best model-free baseline.
+This script asks whether a better *encoder* could close the gap. On the same folders and test
+pairs it scores two distances over three kinds of frame features, with no training:
+
+* inputs: ``noisy`` (the folder's features, per-video standardised: what the baselines see),
+  ``clean`` (the generator's noise-free signal of the same videos, standardised: an encoder that
+  removes every nuisance exactly), ``onehot`` (the true step of every frame as a one-hot vector,
+  background its own entry: an encoder that recognises every step, unseen ones included);
+* distances: DTW over the full videos (path mean, and the worst window of 10 / 20 / 30 % of the
+  path: the ``fullres_dtw_window`` baseline) and **CPA's own lattice** (collaborative step
+  mining + frame-to-step alignment, Eq. 10, `CPAModel.pair` with the folder config's scores),
+  with K and a feature scale (the lattice's softmaxes are not scale-free) chosen **on the test
+  pairs** over a grid, at the clip length CPA trains on and at full length.
+
+Choosing on the test pairs makes every CPA row an upper bound for its encoder, not a result.
+A last row, "the true step lists", scores a verifier that reads each video's script (0 when
+two scripts are equal, 1 otherwise): it separates every test pair, so the test pairs are
+separable in principle. Raw rows go to ``benchmarks/results/csv_bounds.json``;
+``benchmarks/tables.py`` renders the docs/results.md table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+KS = (20, 25, 30)
+SCALES = (0.5, 1.0, 2.0, 4.0, 8.0)
+INPUTS = ("noisy", "clean", "onehot")
+
+
+def features_by_input(folder: Path) -> tuple[dict[str, dict[str, np.ndarray]], list, np.ndarray,
+                                              dict[str, tuple[str, ...]]]:
+    """The three feature kinds of every test video, the test pairs, their labels, the scripts."""
+    from procalign.data.featureset import DataConfig, load_featureset
+    from procalign.data.synthetic import SynthConfig
+    from procalign.data.synthetic_io import from_svip
+    from procalign.eval.fullres import prepare
+
+    meta = json.loads((folder / "meta.json").read_text())
+    source = meta.get("source", "")
+    if not source.startswith("svip:"):
+        raise ValueError(f"{folder} is not a CSV-scripted folder (meta.json source {source!r})")
+    names = {f.name for f in fields(SynthConfig)}
+    cfg = {k: v for k, v in meta["config"].items() if k in names}
+    quiet = {"noise": 0.0, "video_nuisance": 0.0, "mixing": 0.0, "drift": 0.0, "distractor": 0.0}
+    clean = {v.record.video_id: v for v in
+             from_svip(source.split("svip:", 1)[1], SynthConfig(**{**cfg, **quiet})).videos}
+    data = load_featureset(DataConfig(dataset="folder", root=str(folder)))
+    test = {v.video_id: v for v in data.split("test")}
+    vocab = 1 + max(int(clean[i].record.frame_labels.max()) for i in test)
+    out: dict[str, dict[str, np.ndarray]] = {k: {} for k in INPUTS}
+    for i, v in test.items():
+        c = clean[i]
+        if len(c.features) != len(v.features):
+            raise RuntimeError(f"the regenerated clean video {i} does not match the folder's")
+        out["noisy"][i] = prepare(v.features, "standardize", 1, None)
+        out["clean"][i] = prepare(c.features, "standardize", 1, None)
+        out["onehot"][i] = np.eye(vocab, dtype=np.float32)[c.record.frame_labels]
+    same = np.array([bool(p.same) for p in data.pairs])
+    scripts = {i: tuple(v.steps or ()) for i, v in test.items()}
+    return out, list(data.pairs), same, scripts
+
+
+def cpa_lattice_distances(feats: dict[str, np.ndarray], pairs: list, K: int, scale: float,
+                          frames: int | None, batch: int = 100) -> np.ndarray:
+    """CPA's Eq. 10 distance (B,) over given frame features (no encoder): (L, D) per video,
+    ``frames`` evenly spread frames per clip (None: all), features multiplied by ``scale``."""
+    import torch
+
+    from procalign.models.cpa import CPAModel
+
+    dim = next(iter(feats.values())).shape[1]
+    model = CPAModel(dim, steps=K, temporal="mlp", relational="row", block_score="mean",
+                     eval_step_features="center", fsa_normalize="frames").eval()
+
+    def clip(x: np.ndarray) -> np.ndarray:
+        return x if frames is None else x[np.linspace(0, len(x) - 1, frames).round().astype(int)]
+
+    def pad(arrays: list[np.ndarray]):
+        L = max(len(x) for x in arrays)
+        out = np.zeros((len(arrays), L, dim), np.float32)
+        for j, x in enumerate(arrays):
+            out[j, : len(x)] = x
+        return torch.from_numpy(out) * scale, torch.tensor([len(x) for x in arrays])
+
+    d = []
+    for s in range(0, len(pairs), batch):
+        chunk = pairs[s : s + batch]
+        F1, l1 = pad([clip(feats[p.video_id_1]) for p in chunk])
+        F2, l2 = pad([clip(feats[p.video_id_2]) for p in chunk])
+        with torch.no_grad():
+            d.append(model.pair(F1, F2, l1, l2, K)["distance"].double().numpy())
+    return np.concatenate(d)
+
+
+def bounds(folder: Path, train_frames: int) -> dict:
+    from procalign.eval import verification_auc
+    from procalign.eval.fullres import FRACTIONS, fullres_distances
+
+    feats, pairs, same, scripts = features_by_input(folder)
+    res: dict = {"num_pairs": len(pairs), "train_frames": train_frames}
+    differ = np.array([scripts[p.video_id_1] != scripts[p.video_id_2] for p in pairs], float)
+    res["scripts_auc"] = float(verification_auc(differ, same))
+    for kind in INPUTS:
+        f = feats[kind]
+        xs, ys = [f[p.video_id_1] for p in pairs], [f[p.video_id_2] for p in pairs]
+        row = {"dtw": float(verification_auc(fullres_distances("fullres_dtw", xs, ys), same))}
+        row["dtw_window"] = {f"{frac:g}": float(verification_auc(
+            fullres_distances("fullres_dtw_window", xs, ys, fraction=frac), same))
+            for frac in FRACTIONS}
+        grid = {}
+        t0 = time.perf_counter()
+        for frames in (train_frames, None):
+            for K in KS:
+                for scale in SCALES:
+                    d = cpa_lattice_distances(f, pairs, K, scale, frames)
+                    key = f"T={frames or 'full'},K={K},scale={scale:g}"
+                    grid[key] = float(verification_auc(d, same))
+        best = max(grid, key=grid.get)
+        row.update(cpa_grid=grid, cpa_best=grid[best], cpa_best_setting=best,
+                   cpa_seconds=time.perf_counter() - t0)
+        res[kind] = row
+        print(f"  {kind}: DTW {row['dtw']:.3f}, worst window "
+              f"{max(row['dtw_window'].values()):.3f}, CPA lattice (best on test) "
+              f"{row['cpa_best']:.3f} at {best}", flush=True)
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--out", default="runs/bench/generalisation",
+                   help="where benchmarks/generalisation.py keeps its folders (made when missing)")
+    p.add_argument("--train-frames", type=int, default=38,
+                   help="the clip length configs/cpa_folder.yaml picks on these folders")
+    args = p.parse_args(argv)
+    if not os.environ.get("PROCALIGN_DATA"):
+        raise SystemExit("csv_bounds needs PROCALIGN_DATA (e.g. ../shared/data)")
+    import torch
+
+    import tables
+    from generalisation import make_folder
+
+    torch.set_num_threads(1)
+    out = Path(args.out).resolve()
+    path = tables.RESULTS / "csv_bounds.json"
+    results = {}
+    for seed in args.seeds:
+        print(f"csv seed {seed}", flush=True)
+        results[str(seed)] = bounds(make_folder("csv", seed, out), args.train_frames)
+    # read again just before writing: runs for other seeds may have written meanwhile
+    saved = json.loads(path.read_text()) if path.is_file() else {}
+    saved.setdefault("results", {}).update(results)
+    saved["results"] = dict(sorted(saved["results"].items()))
+    saved["grid"] = {"K": list(KS), "scale": list(SCALES), "frames": [args.train_frames, "full"]}
+    saved["command"] = ("PROCALIGN_DATA=../shared/data python benchmarks/csv_bounds.py --seeds "
+                        + " ".join(saved["results"]))
+    path.write_text(json.dumps(saved, indent=1) + "\n")
+    print(tables.render("csv_bounds"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

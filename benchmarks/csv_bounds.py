@@ -5,19 +5,24 @@
 benchmarks/generalisation.py trains CPA on CSV-scripted folders (CSV's real scripts, splits and
 1,000 official test pairs, simulated frames) and finds it below the best model-free baseline.
 This script asks whether a better *encoder* could close the gap. On the same folders and test
-pairs it scores two distances over three kinds of frame features, with no training:
+pairs it scores two distances over four kinds of frame features, with no training:
 
 * inputs: ``noisy`` (the folder's features, per-video standardised: what the baselines see),
   ``clean`` (the generator's noise-free signal of the same videos, standardised: an encoder that
   removes every nuisance exactly), ``onehot`` (the true step of every frame as a one-hot vector,
-  background its own entry: an encoder that recognises every step, unseen ones included);
+  background its own entry: an encoder that recognises every step, unseen ones included) and
+  ``onehot_steps`` (the same with every background frame dropped: an encoder that also finds
+  background, and a distance that skips it);
 * distances: DTW over the full videos (path mean, and the worst window of 10 / 20 / 30 % of the
   path: the ``fullres_dtw_window`` baseline) and **CPA's own lattice** (collaborative step
   mining + frame-to-step alignment, Eq. 10, `CPAModel.pair` with the folder config's scores),
   with K and a feature scale (the lattice's softmaxes are not scale-free) chosen **on the test
-  pairs** over a grid, at the clip length CPA trains on and at full length.
+  pairs** over a grid, at the clip length CPA trains on and at full length. A rerun reuses the
+  grid cells already in the JSON (an extended grid computes only its new cells).
 
-Choosing on the test pairs makes every CPA row an upper bound for its encoder, not a result.
+Choosing on the test pairs makes every CPA row the best its encoder gets over this grid, not a
+result. Unlike trained CPA's evaluation (each clip standardised on its own, distances averaged
+over 3 clip offsets) the features here are standardised per whole video and cut into one clip.
 A last row, "the true step lists", scores a verifier that reads each video's script (0 when
 two scripts are equal, 1 otherwise): it separates every test pair, so the test pairs are
 separable in principle. Raw rows go to ``benchmarks/results/csv_bounds.json``;
@@ -38,9 +43,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-KS = (20, 25, 30)
-SCALES = (0.5, 1.0, 2.0, 4.0, 8.0)
-INPUTS = ("noisy", "clean", "onehot")
+KS = (20, 25, 30, 35)
+SCALES = (0.35, 0.5, 0.7, 1.0, 2.0, 4.0, 8.0)
+#: "onehot_steps": the one-hot steps with every background frame dropped (an encoder that also
+#: recognises background, and a distance that skips it)
+INPUTS = ("noisy", "clean", "onehot", "onehot_steps")
 
 
 def features_by_input(folder: Path) -> tuple[dict[str, dict[str, np.ndarray]], list, np.ndarray,
@@ -66,11 +73,14 @@ def features_by_input(folder: Path) -> tuple[dict[str, dict[str, np.ndarray]], l
     out: dict[str, dict[str, np.ndarray]] = {k: {} for k in INPUTS}
     for i, v in test.items():
         c = clean[i]
-        if len(c.features) != len(v.features):
+        background = c.record.frame_labels == 0
+        if len(c.features) != len(v.features) or (
+                v.step_index is not None and not np.array_equal(background, v.step_index < 0)):
             raise RuntimeError(f"the regenerated clean video {i} does not match the folder's")
         out["noisy"][i] = prepare(v.features, "standardize", 1, None)
         out["clean"][i] = prepare(c.features, "standardize", 1, None)
         out["onehot"][i] = np.eye(vocab, dtype=np.float32)[c.record.frame_labels]
+        out["onehot_steps"][i] = out["onehot"][i][~background]
     same = np.array([bool(p.same) for p in data.pairs])
     scripts = {i: tuple(v.steps or ()) for i, v in test.items()}
     return out, list(data.pairs), same, scripts
@@ -108,7 +118,9 @@ def cpa_lattice_distances(feats: dict[str, np.ndarray], pairs: list, K: int, sca
     return np.concatenate(d)
 
 
-def bounds(folder: Path, train_frames: int) -> dict:
+def bounds(folder: Path, train_frames: int, done: dict | None = None) -> dict:
+    """Every row of one folder; ``done``: an earlier result of the same folder whose CPA grid
+    cells are reused (a grid extended later computes only its new cells)."""
     from procalign.eval import verification_auc
     from procalign.eval.fullres import FRACTIONS, fullres_distances
 
@@ -118,19 +130,25 @@ def bounds(folder: Path, train_frames: int) -> dict:
     res["scripts_auc"] = float(verification_auc(differ, same))
     for kind in INPUTS:
         f = feats[kind]
+        shortest = min(len(x) for x in f.values())
         xs, ys = [f[p.video_id_1] for p in pairs], [f[p.video_id_2] for p in pairs]
         row = {"dtw": float(verification_auc(fullres_distances("fullres_dtw", xs, ys), same))}
         row["dtw_window"] = {f"{frac:g}": float(verification_auc(
             fullres_distances("fullres_dtw_window", xs, ys, fraction=frac), same))
             for frac in FRACTIONS}
+        old = ((done or {}).get(kind) or {}).get("cpa_grid", {})
         grid = {}
         t0 = time.perf_counter()
         for frames in (train_frames, None):
             for K in KS:
+                if K > (frames or shortest):  # CSM needs K <= frames in every clip
+                    continue
                 for scale in SCALES:
-                    d = cpa_lattice_distances(f, pairs, K, scale, frames)
                     key = f"T={frames or 'full'},K={K},scale={scale:g}"
-                    grid[key] = float(verification_auc(d, same))
+                    if key not in old:
+                        d = cpa_lattice_distances(f, pairs, K, scale, frames)
+                        old[key] = float(verification_auc(d, same))
+                    grid[key] = old[key]
         best = max(grid, key=grid.get)
         row.update(cpa_grid=grid, cpa_best=grid[best], cpa_best_setting=best,
                    cpa_seconds=time.perf_counter() - t0)
@@ -161,10 +179,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     out = Path(args.out).resolve()
     path = tables.RESULTS / "csv_bounds.json"
+    earlier = (json.loads(path.read_text()) if path.is_file() else {}).get("results", {})
     results = {}
     for seed in args.seeds:
         print(f"csv seed {seed}", flush=True)
-        results[str(seed)] = bounds(make_folder("csv", seed, out), args.train_frames)
+        done = earlier.get(str(seed))
+        if done and done.get("train_frames") != args.train_frames:
+            done = None
+        results[str(seed)] = bounds(make_folder("csv", seed, out), args.train_frames, done)
     # read again just before writing: runs for other seeds may have written meanwhile
     saved = json.loads(path.read_text()) if path.is_file() else {}
     saved.setdefault("results", {}).update(results)

@@ -10,7 +10,7 @@ the best of ``--repeats`` wall times is kept):
 - ``plain``: what procalign did before (and what a first script does): decode every frame with
   PyAV, ``to_ndarray(format="rgb24")`` at full size, PIL bilinear resize + centre crop one frame
   at a time, keep every frame until the video ends, then encode in batches of 64.
-- ``procalign``: :func:`procalign.data.features.extract_features` with every frame kept
+- ``procalign``: :func:`procalign.data.extraction.extract_features` with every frame kept
   (``--all-frames``): a decode thread streams frames, converts only kept frames with one reused
   swscale context at the target size, batches of :func:`auto_batch_size` frames, at most
   ``prefetch`` batches in flight, while the main thread encodes.

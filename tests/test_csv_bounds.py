@@ -51,6 +51,8 @@ def test_features_are_the_folder_the_clean_signal_and_the_true_steps(folder):
     labels = (folder / "labels" / f"{vid}.txt").read_text().split("\n")
     onehot = feats["onehot"][vid]
     assert (onehot.sum(1) == 1).all() and len(onehot) == len(raw)
+    steps_only = feats["onehot_steps"][vid]
+    assert len(steps_only) == sum(s != "background" for s in labels if s)
     # frames showing the same step share a column, background and steps never do
     names = [s for s in labels if s]
     for i in range(len(names)):
@@ -92,6 +94,8 @@ def test_bounds_scores_every_input_and_the_scripts(folder, monkeypatch):
     # with the true steps, a same-label pair costs DTW nothing beyond background mismatch:
     # the one-hot inputs separate the pairs at least as well as the noisy ones
     assert res["onehot"]["dtw"] >= res["noisy"]["dtw"]
+    # without background frames, same-script pairs cost DTW nothing: every pair is separated
+    assert res["onehot_steps"]["dtw"] == 1.0 and res["onehot_steps"]["cpa_grid"]
 
 
 def test_a_folder_that_is_not_csv_scripted_is_refused(tmp_path):
@@ -102,3 +106,13 @@ def test_a_folder_that_is_not_csv_scripted_is_refused(tmp_path):
                        tmp_path / "gen")
     with pytest.raises(ValueError, match="not a CSV-scripted folder"):
         csv_bounds.features_by_input(out)
+
+
+def test_bounds_reuse_finished_cells_and_skip_infeasible_k(folder, monkeypatch):
+    monkeypatch.setattr(csv_bounds, "KS", (3, 500))  # 500 steps exceed every clip: skipped
+    monkeypatch.setattr(csv_bounds, "SCALES", (1.0,))
+    done = {"noisy": {"cpa_grid": {"T=10,K=3,scale=1": 0.123}}}
+    res = csv_bounds.bounds(folder, train_frames=10, done=done)
+    assert res["noisy"]["cpa_grid"]["T=10,K=3,scale=1"] == 0.123  # reused, not recomputed
+    assert set(res["noisy"]["cpa_grid"]) == {"T=10,K=3,scale=1", "T=full,K=3,scale=1"}
+    assert res["clean"]["cpa_grid"]["T=10,K=3,scale=1"] != 0.123

@@ -98,7 +98,7 @@ class ExtractShards:
         num_shards: N.
         encoder, encoder_args: the registered encoder and its keywords (built once per actor).
         threads: torch / numba threads of each actor.
-        **extract_args: the other keywords of :func:`procalign.data.features.extract_features`
+        **extract_args: the other keywords of :func:`procalign.data.extraction.extract_features`
             (sampling, resize, batch_size, dtype, ...).
     """
 

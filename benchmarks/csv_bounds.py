@@ -52,7 +52,7 @@ INPUTS = ("noisy", "clean", "onehot", "onehot_steps")
 
 def features_by_input(folder: Path) -> tuple[dict[str, dict[str, np.ndarray]], list, np.ndarray,
                                               dict[str, tuple[str, ...]]]:
-    """The three feature kinds of every test video, the test pairs, their labels, the scripts."""
+    """The four feature kinds of every test video, the test pairs, their labels, the scripts."""
     from procalign.data.featureset import DataConfig, load_featureset
     from procalign.data.synthetic import SynthConfig
     from procalign.data.synthetic_io import from_svip

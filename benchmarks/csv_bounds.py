@@ -19,6 +19,9 @@ pairs it scores two distances over four kinds of frame features, with no trainin
   with K and a feature scale (the lattice's softmaxes are not scale-free) chosen **on the test
   pairs** over a grid, at the clip length CPA trains on and at full length. A rerun reuses the
   grid cells already in the JSON (an extended grid computes only its new cells).
+* on the noise-free signal and the background-free true steps, CPA's **other lattice
+  settings** (VARIANTS: sqrt_area block score, symmetric relational matrix, uniform steps, mean step features, the two other FSA normalisations), one change each from
+  the folder config's, over a smaller K x scale grid at the clip length, also chosen on test.
 
 Choosing on the test pairs makes every CPA row the best its encoder gets over this grid, not a
 result. Unlike trained CPA's evaluation (each clip standardised on its own, distances averaged
@@ -43,8 +46,26 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-KS = (20, 25, 30, 35)
-SCALES = (0.35, 0.5, 0.7, 1.0, 2.0, 4.0, 8.0)
+KS = (10, 15, 20, 25, 30, 35)
+SCALES = (0.35, 0.5, 0.7, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+#: the folder config's lattice (configs/cpa_folder.yaml): what every grid cell scores
+#: (``max_over_k`` is not among them: it changes L_step's value, never the mined bounds)
+LATTICE = {"relational": "row", "block_score": "mean", "step_mining": "csm",
+           "eval_step_features": "center", "fsa_normalize": "frames"}
+#: CPA's other lattice settings, one change each from LATTICE (every one a CPAModel option),
+#: scored on VARIANT_INPUTS over the smaller VARIANT_KS x VARIANT_SCALES grid at the clip length
+VARIANTS = {
+    "sqrt_area block score": {"block_score": "sqrt_area"},
+    "symmetric relational matrix": {"relational": "symmetric"},
+    "uniform steps (no mining)": {"step_mining": "uniform"},
+    "mean step features": {"eval_step_features": "mean"},
+    "FSA normalised per code": {"fsa_normalize": "code"},
+    "FSA unnormalised": {"fsa_normalize": "none"},
+}
+VARIANT_INPUTS = ("clean", "onehot_steps")
+DEFAULT = "default (configs/cpa_folder.yaml)"
+VARIANT_KS = (15, 20, 25)
+VARIANT_SCALES = (0.5, 2.0, 4.0, 8.0, 16.0, 32.0)
 #: "onehot_steps": the one-hot steps with every background frame dropped (an encoder that also
 #: recognises background, and a distance that skips it)
 INPUTS = ("noisy", "clean", "onehot", "onehot_steps")
@@ -87,16 +108,20 @@ def features_by_input(folder: Path) -> tuple[dict[str, dict[str, np.ndarray]], l
 
 
 def cpa_lattice_distances(feats: dict[str, np.ndarray], pairs: list, K: int, scale: float,
-                          frames: int | None, batch: int = 100) -> np.ndarray:
+                          frames: int | None, batch: int = 100, **settings) -> np.ndarray:
     """CPA's Eq. 10 distance (B,) over given frame features (no encoder): (L, D) per video,
-    ``frames`` evenly spread frames per clip (None: all), features multiplied by ``scale``."""
+    ``frames`` evenly spread frames per clip (None: all), features multiplied by ``scale``;
+    ``settings`` override LATTICE (CPAModel's lattice options). The model's temporal module
+    is never called: ``CPAModel.pair`` takes embedded frames."""
     import torch
 
     from procalign.models.cpa import CPAModel
 
+    unknown = set(settings) - set(LATTICE)
+    if unknown:
+        raise ValueError(f"unknown lattice settings {sorted(unknown)}; known: {sorted(LATTICE)}")
     dim = next(iter(feats.values())).shape[1]
-    model = CPAModel(dim, steps=K, temporal="mlp", relational="row", block_score="mean",
-                     eval_step_features="center", fsa_normalize="frames").eval()
+    model = CPAModel(dim, steps=K, temporal="mlp", **{**LATTICE, **settings}).eval()
 
     def clip(x: np.ndarray) -> np.ndarray:
         return x if frames is None else x[np.linspace(0, len(x) - 1, frames).round().astype(int)]
@@ -152,11 +177,46 @@ def bounds(folder: Path, train_frames: int, done: dict | None = None) -> dict:
         best = max(grid, key=grid.get)
         row.update(cpa_grid=grid, cpa_best=grid[best], cpa_best_setting=best,
                    cpa_seconds=time.perf_counter() - t0)
-        res[kind] = row
         print(f"  {kind}: DTW {row['dtw']:.3f}, worst window "
               f"{max(row['dtw_window'].values()):.3f}, CPA lattice (best on test) "
               f"{row['cpa_best']:.3f} at {best}", flush=True)
+        if kind in VARIANT_INPUTS:  # {} when no K of VARIANT_KS fits the clips
+            row["variants"] = variant_grids(f, pairs, same, train_frames,
+                                            ((done or {}).get(kind) or {}).get("variants", {}),
+                                            default=grid)
+        res[kind] = row
     return res
+
+
+def variant_grids(f: dict[str, np.ndarray], pairs: list, same: np.ndarray, frames: int,
+                  done: dict, default: dict | None = None) -> dict:
+    """Every VARIANTS lattice over VARIANT_KS x VARIANT_SCALES at ``frames`` per clip, the
+    default lattice on the same grid beside them; ``done``: cells of an earlier run, reused;
+    ``default``: the main grid's cells (the default lattice's, reused)."""
+    from procalign.eval import verification_auc
+
+    out = {}
+    for name, settings in {DEFAULT: {}, **VARIANTS}.items():
+        grid = dict((done.get(name) or {}).get("grid", {}))
+        keep = set()
+        for K in VARIANT_KS:
+            if K > frames:  # as in the main grid: a clip of ``frames`` frames holds K steps
+                continue
+            for scale in VARIANT_SCALES:
+                key = f"T={frames},K={K},scale={scale:g}"
+                keep.add(key)
+                if key not in grid and not settings and key in (default or {}):
+                    grid[key] = default[key]
+                if key not in grid:
+                    d = cpa_lattice_distances(f, pairs, K, scale, frames, **settings)
+                    grid[key] = float(verification_auc(d, same))
+        grid = {k: v for k, v in grid.items() if k in keep}
+        if not grid:  # no K of the grid fits these clips
+            continue
+        best = max(grid, key=grid.get)
+        out[name] = {"grid": grid, "best": grid[best], "best_setting": best}
+        print(f"    variant {name}: {grid[best]:.3f} at {best}", flush=True)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,7 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     saved = json.loads(path.read_text()) if path.is_file() else {}
     saved.setdefault("results", {}).update(results)
     saved["results"] = dict(sorted(saved["results"].items()))
-    saved["grid"] = {"K": list(KS), "scale": list(SCALES), "frames": [args.train_frames, "full"]}
+    saved["grid"] = {"K": list(KS), "scale": list(SCALES), "frames": [args.train_frames, "full"],
+                     "variants": {"inputs": list(VARIANT_INPUTS), "K": list(VARIANT_KS),
+                                  "scale": list(VARIANT_SCALES), "frames": args.train_frames,
+                                  "settings": VARIANTS}}
     saved["command"] = ("PROCALIGN_DATA=../shared/data python benchmarks/csv_bounds.py --seeds "
                         + " ".join(saved["results"]))
     path.write_text(json.dumps(saved, indent=1) + "\n")

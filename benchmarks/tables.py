@@ -547,6 +547,21 @@ def render_csv_bounds(data: dict) -> str:
                 f"{' / '.join(f'{100 * v:.1f}' for v in same_setting)}; trained "
                 f"{' / '.join(f'{100 * v:.1f}' for v in cpa)}).")
     grid = data["grid"]
+    var = grid.get("variants")
+    with_variants = [s for s in seeds if all(runs[s][k].get("variants") for k in var["inputs"])] \
+        if var else []
+    if with_variants:
+        cols = {"clean": "noise-free signal", "onehot_steps": "true steps, background dropped"}
+        names = list(runs[with_variants[0]][var["inputs"][0]]["variants"])
+        lines += ["", f"CPA's other lattice settings, one change each from the folder config's "
+                  f"(best of K {var['K']} x scale {var['scale']} at T={var['frames']}, chosen on "
+                  f"test; seeds {', '.join(with_variants)}):", "",
+                  "| lattice | " + " | ".join(cols.get(k, k) for k in var["inputs"]) + " |",
+                  "|---|" + "---|" * len(var["inputs"])]
+        for name in names:
+            cells = [mean_std([runs[s][k]["variants"][name]["best"] for s in with_variants],
+                              100, 1) for k in var["inputs"]]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", f"CPA grid: K {grid['K']}, feature scale {grid['scale']}, clip frames "
               f"{' / '.join(map(str, grid['frames']))}; {runs[seeds[0]]['num_pairs']} test pairs per seed; seeds "
               f"{', '.join(seeds)} (the folders of benchmarks/generalisation.py)."]

@@ -96,6 +96,8 @@ def test_bounds_scores_every_input_and_the_scripts(folder, monkeypatch):
     assert res["onehot"]["dtw"] >= res["noisy"]["dtw"]
     # without background frames, same-script pairs cost DTW nothing: every pair is separated
     assert res["onehot_steps"]["dtw"] == 1.0 and res["onehot_steps"]["cpa_grid"]
+    # the variants' K (15-25) exceed these 10-frame clips: none scored, none invented
+    assert res["onehot_steps"]["variants"] == {} and res["clean"]["variants"] == {}
 
 
 def test_a_folder_that_is_not_csv_scripted_is_refused(tmp_path):
@@ -116,3 +118,34 @@ def test_bounds_reuse_finished_cells_and_skip_infeasible_k(folder, monkeypatch):
     assert res["noisy"]["cpa_grid"]["T=10,K=3,scale=1"] == 0.123  # reused, not recomputed
     assert set(res["noisy"]["cpa_grid"]) == {"T=10,K=3,scale=1", "T=full,K=3,scale=1"}
     assert res["clean"]["cpa_grid"]["T=10,K=3,scale=1"] != 0.123
+
+
+def test_variants_change_one_lattice_setting_and_reuse_the_default_cells(folder, monkeypatch):
+    from procalign.models.cpa import CPAModel
+
+    monkeypatch.setattr(csv_bounds, "KS", (3,))
+    monkeypatch.setattr(csv_bounds, "SCALES", (1.0,))
+    monkeypatch.setattr(csv_bounds, "VARIANT_KS", (3, 500))  # 500: infeasible, skipped
+    monkeypatch.setattr(csv_bounds, "VARIANT_SCALES", (1.0, 2.0))
+    res = csv_bounds.bounds(folder, train_frames=10)
+    assert "variants" not in res["noisy"] and "variants" not in res["onehot"]
+    for kind in csv_bounds.VARIANT_INPUTS:
+        v = res[kind]["variants"]
+        assert set(v) == {csv_bounds.DEFAULT, *csv_bounds.VARIANTS} and len(v) >= 6
+        for row in v.values():
+            assert set(row["grid"]) == {"T=10,K=3,scale=1", "T=10,K=3,scale=2"}
+            assert row["best"] == max(row["grid"].values())
+        # the default's cell is the main grid's
+        assert v[csv_bounds.DEFAULT]["grid"]["T=10,K=3,scale=1"] == \
+            res[kind]["cpa_grid"]["T=10,K=3,scale=1"]
+    # every variant is a CPAModel option that changes the distance on some pair
+    feats, pairs, _, _ = csv_bounds.features_by_input(folder)
+    f = feats["clean"]
+    base = csv_bounds.cpa_lattice_distances(f, pairs, K=3, scale=2.0, frames=10)
+    for name, settings in csv_bounds.VARIANTS.items():
+        CPAModel(12, steps=3, temporal="mlp", **{**csv_bounds.LATTICE, **settings})
+        d = csv_bounds.cpa_lattice_distances(f, pairs, K=3, scale=2.0, frames=10, **settings)
+        assert d.shape == base.shape and np.isfinite(d).all()
+        assert not np.allclose(d, base), name
+    with pytest.raises(ValueError, match="unknown lattice settings"):
+        csv_bounds.cpa_lattice_distances(f, pairs, K=3, scale=1.0, frames=10, blocks="mean")

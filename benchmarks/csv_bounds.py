@@ -20,8 +20,9 @@ pairs it scores two distances over four kinds of frame features, with no trainin
   pairs** over a grid, at the clip length CPA trains on and at full length. A rerun reuses the
   grid cells already in the JSON (an extended grid computes only its new cells).
 * on the noise-free signal and the background-free true steps, CPA's **other lattice
-  settings** (VARIANTS: sqrt_area block score, symmetric relational matrix, uniform steps, mean step features, the two other FSA normalisations), one change each from
-  the folder config's, over a smaller K x scale grid at the clip length, also chosen on test.
+  settings** (VARIANTS: sqrt_area block score, symmetric relational matrix, uniform steps, mean
+  step features, the two other FSA normalisations), one change each from the folder config's,
+  over a smaller K x scale grid at the clip length, also chosen on test.
 
 Choosing on the test pairs makes every CPA row the best its encoder gets over this grid, not a
 result. Unlike trained CPA's evaluation (each clip standardised on its own, distances averaged
@@ -191,7 +192,8 @@ def bounds(folder: Path, train_frames: int, done: dict | None = None) -> dict:
 def variant_grids(f: dict[str, np.ndarray], pairs: list, same: np.ndarray, frames: int,
                   done: dict, default: dict | None = None) -> dict:
     """Every VARIANTS lattice over VARIANT_KS x VARIANT_SCALES at ``frames`` per clip, the
-    default lattice on the same grid beside them; ``done``: cells of an earlier run, reused;
+    default lattice on the same grid beside them: ``f`` (L, D) features per video id, ``same``
+    (B,) the labels of the B ``pairs``; ``done``: cells of an earlier run, reused;
     ``default``: the main grid's cells (the default lattice's, reused)."""
     from procalign.eval import verification_auc
 

@@ -5,14 +5,16 @@
 benchmarks/generalisation.py trains CPA on CSV-scripted folders (CSV's real scripts, splits and
 1,000 official test pairs, simulated frames) and finds it below the best model-free baseline.
 This script asks whether a better *encoder* could close the gap. On the same folders and test
-pairs it scores two distances over four kinds of frame features, with no training:
+pairs it scores two distances over six kinds of frame features, with no training:
 
 * inputs: ``noisy`` (the folder's features, per-video standardised: what the baselines see),
   ``clean`` (the generator's noise-free signal of the same videos, standardised: an encoder that
   removes every nuisance exactly), ``onehot`` (the true step of every frame as a one-hot vector,
   background its own entry: an encoder that recognises every step, unseen ones included) and
   ``onehot_steps`` (the same with every background frame dropped: an encoder that also finds
-  background, and a distance that skips it);
+  background, and a distance that skips it), and ``noisy_steps`` / ``clean_steps`` (the
+  folder's inputs / the noise-free signal with the true background frames dropped: a perfect
+  background detector in front of an encoder that does not recognise steps);
 * distances: DTW over the full videos (path mean, and the worst window of 10 / 20 / 30 % of the
   path: the ``fullres_dtw_window`` baseline) and **CPA's own lattice** (collaborative step
   mining + frame-to-step alignment, Eq. 10, `CPAModel.pair` with the folder config's scores),
@@ -69,7 +71,9 @@ VARIANT_KS = (15, 20, 25)
 VARIANT_SCALES = (0.5, 2.0, 4.0, 8.0, 16.0, 32.0)
 #: "onehot_steps": the one-hot steps with every background frame dropped (an encoder that also
 #: recognises background, and a distance that skips it)
-INPUTS = ("noisy", "clean", "onehot", "onehot_steps")
+#: "noisy_steps" / "clean_steps": the folder's inputs / the noise-free signal (standardised per
+#: whole video) with the true background frames dropped (a perfect background detector alone)
+INPUTS = ("noisy", "noisy_steps", "clean", "clean_steps", "onehot", "onehot_steps")
 
 
 def features_by_input(folder: Path) -> tuple[dict[str, dict[str, np.ndarray]], list, np.ndarray,
@@ -103,6 +107,8 @@ def features_by_input(folder: Path) -> tuple[dict[str, dict[str, np.ndarray]], l
         out["clean"][i] = prepare(c.features, "standardize", 1, None)
         out["onehot"][i] = np.eye(vocab, dtype=np.float32)[c.record.frame_labels]
         out["onehot_steps"][i] = out["onehot"][i][~background]
+        out["noisy_steps"][i] = out["noisy"][i][~background]
+        out["clean_steps"][i] = out["clean"][i][~background]
     same = np.array([bool(p.same) for p in data.pairs])
     scripts = {i: tuple(v.steps or ()) for i, v in test.items()}
     return out, list(data.pairs), same, scripts

@@ -53,6 +53,10 @@ def test_features_are_the_folder_the_clean_signal_and_the_true_steps(folder):
     assert (onehot.sum(1) == 1).all() and len(onehot) == len(raw)
     steps_only = feats["onehot_steps"][vid]
     assert len(steps_only) == sum(s != "background" for s in labels if s)
+    keep = np.array([s != "background" for s in labels if s])
+    # the background-free noisy / clean inputs are the standardised whole videos' step frames
+    assert np.array_equal(feats["noisy_steps"][vid], x[keep])
+    assert np.array_equal(feats["clean_steps"][vid], feats["clean"][vid][keep])
     # frames showing the same step share a column, background and steps never do
     names = [s for s in labels if s]
     for i in range(len(names)):

@@ -5,14 +5,16 @@ into N shards of contiguous rows; each shard is scored on cached features (the r
 or a ``procalign extract`` folder) and written as one file, atomically::
 
     SCORES/manifest.json                 the pair list's hash, the run, N
-    SCORES/shard-00001-of-00004.csv      pair_id, video_id_1, video_id_2, distance, same, missing
+    SCORES/shard-00001-of-00004.csv      pair_id, video_id_1, video_id_2, distance, same, verdict, missing
     SCORES/scores.csv                    every shard in order (``merge``)
 
 A rerun skips the shards already written (a killed job loses at most the shards in progress);
 shards may run on different machines (``--shard i/n``). A pair naming a video without features
 is written with an empty distance and the missing id(s) in ``missing``, and reported; the
-others are scored. ``same`` is the verdict at the run's threshold (``threshold.json``:
-distance <= threshold), empty without one.
+others are scored. ``same`` is the pair list's own label, copied through (empty when the list
+has none), so ``procalign eval verification --pairs SCORES/scores.csv`` scores the run against
+it; ``verdict`` is the run's decision at its threshold (``threshold.json``: 1 when distance <=
+threshold), empty without one.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import numpy as np
 
 from procalign._io import atomic_write_text
 
-COLUMNS = ("pair_id", "video_id_1", "video_id_2", "distance", "same", "missing")
+COLUMNS = ("pair_id", "video_id_1", "video_id_2", "distance", "same", "verdict", "missing")
 
 
 @dataclass(frozen=True)
@@ -164,11 +166,20 @@ class PairScorer:
             dist[ok] = np.asarray(d, dtype=np.float64)
         out = []
         for p, d, m in zip(pairs, dist, missing):
-            same = None if m or self.threshold is None else bool(d <= self.threshold)
+            verdict = None if m or self.threshold is None else bool(d <= self.threshold)
             out.append({"pair_id": p.pair_id, "video_id_1": p.video_id_1,
-                        "video_id_2": p.video_id_2, "distance": float(d), "same": same,
-                        "missing": m})
+                        "video_id_2": p.video_id_2, "distance": float(d), "same": p.same,
+                        "verdict": verdict, "missing": m})
         return out
+
+
+def _flag(value: Any) -> str | int:
+    """A boolean CSV cell: 1 / 0, empty for None (a cell read back from a shard stays as is)."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        return value
+    return int(bool(value))
 
 
 def rows_to_csv(rows: Iterable[dict[str, Any]]) -> str:
@@ -177,16 +188,23 @@ def rows_to_csv(rows: Iterable[dict[str, Any]]) -> str:
     w.writerow(COLUMNS)
     for r in rows:
         d = r["distance"]
-        same = r["same"]
         w.writerow([r["pair_id"], r["video_id_1"], r["video_id_2"],
                     "" if d is None or (isinstance(d, float) and math.isnan(d)) else repr(float(d)),
-                    "" if same is None or same == "" else int(bool(same)), r.get("missing") or ""])
+                    _flag(r.get("same")), _flag(r.get("verdict")), r.get("missing") or ""])
     return buf.getvalue()
 
 
 def read_shard(path: str | Path) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    if tuple(reader.fieldnames or ()) != COLUMNS:
+        raise ValueError(
+            f"{path}: columns {', '.join(reader.fieldnames or ())} are not {', '.join(COLUMNS)} "
+            "(a shard from an older procalign, whose 'same' was the verdict); remove it and "
+            "score again"
+        )
+    return rows
 
 
 def prepare(pairs_csv: str | Path, run_dir: str | Path | None, out_dir: str | Path,

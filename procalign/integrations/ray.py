@@ -15,7 +15,7 @@ connects to ``RAY_ADDRESS`` (a cluster) when it is set, else starts a local inst
 Batches are dicts of numpy arrays (``batch_format="numpy"``):
 
 * :class:`ScorePairs`: ``pair_id``, ``video_id_1``, ``video_id_2`` (N,) -> the same plus
-  ``distance`` (N,) float64 (NaN when a video has no features), ``same`` (N,) int8 (1 same,
+  ``distance`` (N,) float64 (NaN when a video has no features), ``verdict`` (N,) int8 (1 same,
   0 different, -1 no verdict) and ``missing`` (N,) str (the ids without features);
 * :class:`ExtractShards`: ``shard`` (M,) int shard indices -> ``shard``, ``extracted``,
   ``skipped``, ``failed`` (M,) counts; each shard writes ``features/<id>.npy`` and its own
@@ -84,8 +84,8 @@ class ScorePairs:
         rows = self.scorer.score(pairs)
         out = {k: np.asarray(v) for k, v in batch.items()}
         out["distance"] = np.array([r["distance"] for r in rows], dtype=np.float64)
-        out["same"] = np.array([-1 if r["same"] is None else int(r["same"]) for r in rows],
-                               dtype=np.int8)
+        out["verdict"] = np.array([-1 if r["verdict"] is None else int(r["verdict"])
+                                   for r in rows], dtype=np.int8)
         out["missing"] = np.array([r["missing"] for r in rows], dtype=object)
         return out
 
@@ -191,11 +191,12 @@ def score_with_ray(pairs: Sequence[Any], run_dir: str, out_dir: str, shards: int
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         for j in range(len(batch["row"])):
             k = int(batch["row"][j])
-            same = int(batch["same"][j])
+            verdict = int(batch["verdict"][j])
             row = {"pair_id": str(batch["pair_id"][j]), "video_id_1": str(batch["video_id_1"][j]),
                    "video_id_2": str(batch["video_id_2"][j]),
                    "distance": float(batch["distance"][j]),
-                   "same": None if same < 0 else bool(same), "missing": str(batch["missing"][j]),
+                   "same": pairs[k].same, "verdict": None if verdict < 0 else bool(verdict),
+                   "missing": str(batch["missing"][j]),
                    "row": k}
             i = shard_of[k]
             pending[i].append(row)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -37,8 +38,10 @@ def _pairs_csv(path, ids, missing=("ghost",)):
     rows.insert(4, (ids[0], missing[0]))
     with path.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["video_id_1", "video_id_2"])
-        w.writerows(rows)
+        w.writerow(["video_id_1", "video_id_2", "same"])
+        # the label: 1 for the even rows, 0 for the odd ones, empty for the last (not a verdict)
+        w.writerows([(a, b, "" if k == len(rows) - 1 else int(k % 2 == 0))
+                     for k, (a, b) in enumerate(rows)])
     return rows
 
 
@@ -67,12 +70,16 @@ def test_shards_merge_resume_and_missing_videos(trained, tmp_path, capsys):
         assert S.shard_path(out, 0, 3).read_bytes() == first
     got = S.read_shard(out / "scores.csv")
     assert [(r["video_id_1"], r["video_id_2"]) for r in got] == rows
-    assert got[4]["distance"] == "" and got[4]["missing"] == "ghost" and got[4]["same"] == ""
+    assert got[4]["distance"] == "" and got[4]["missing"] == "ghost" and got[4]["verdict"] == ""
+    # the pair list's labels are copied through, untouched by the run's verdicts
+    assert [r["same"] for r in got] == ["" if k == len(rows) - 1 else str(int(k % 2 == 0))
+                                        for k in range(len(rows))]
     ok = [i for i in range(len(rows)) if i != 4]
     want = recipe.pair_distances(cfg, data, models, meta,
                                  [PairRecord(rows[i][0], rows[i][1], False) for i in ok])
     assert np.allclose([float(got[i]["distance"]) for i in ok], want, atol=1e-5)
-    assert {got[i]["same"] for i in ok} <= {"0", "1"}  # verdicts at the run's threshold
+    thr = json.loads((run / "threshold.json").read_text())["threshold"]
+    assert [got[i]["verdict"] for i in ok] == [str(int(d <= thr)) for d in want]
     assert not list(out.glob(".*tmp*"))  # atomic writes leave no temporary files
 
 
@@ -100,3 +107,10 @@ def test_pair_list_errors_name_the_line(tmp_path):
     bad.write_text("a,b\nx,y\n")
     with pytest.raises(ValueError, match="no 'video_id_1' column"):
         S.read_pair_list(bad)
+
+
+def test_an_older_shard_whose_same_was_the_verdict_is_refused(tmp_path):
+    old = tmp_path / "shard.csv"
+    old.write_text("pair_id,video_id_1,video_id_2,distance,same,missing\n0,a,b,0.5,1,\n")
+    with pytest.raises(ValueError, match=r"shard.csv: columns .* older procalign"):
+        S.read_shard(old)

@@ -44,9 +44,9 @@ def test_ray_scoring_equals_plain_scoring(tmp_path, capsys):
     rng = np.random.default_rng(1)
     with pairs.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["pair_id", "video_id_1", "video_id_2"])
+        w.writerow(["pair_id", "video_id_1", "video_id_2", "same"])
         for k, (i, j) in enumerate(rng.integers(0, len(ids), (30, 2))):
-            w.writerow([f"p{k}", ids[i], "nowhere" if k == 7 else ids[j]])
+            w.writerow([f"p{k}", ids[i], "nowhere" if k == 7 else ids[j], k % 2])
     with compute(1):
         assert main(["score", str(pairs), "--run", str(run), "--out", str(tmp_path / "plain"),
                      "--shards", "3", "--quiet"]) == 0
@@ -58,7 +58,8 @@ def test_ray_scoring_equals_plain_scoring(tmp_path, capsys):
     plain = S.read_shard(tmp_path / "plain" / "scores.csv")
     got = S.read_shard(tmp_path / "ray" / "scores.csv")
     assert [r["pair_id"] for r in got] == [r["pair_id"] for r in plain]
-    assert [r["same"] for r in got] == [r["same"] for r in plain]
+    assert [r["verdict"] for r in got] == [r["verdict"] for r in plain]
+    assert [r["same"] for r in got] == [str(k % 2) for k in range(30)]  # the labels, kept
     assert got[7]["distance"] == "" and got[7]["missing"] == "nowhere"
     a = np.array([float(r["distance"]) for r in plain if r["distance"]])
     b = np.array([float(r["distance"]) for r in got if r["distance"]])

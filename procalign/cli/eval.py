@@ -167,6 +167,15 @@ def _run_verification(args: argparse.Namespace) -> dict[str, Any]:
     from procalign.eval import VerificationMeter
 
     rows = _read_csv(args.pairs, ("distance", "same"))
+    # `procalign score` output: pairs naming a video without features (listed in `missing`,
+    # no distance) are left out, and said so
+    unscored = [r for r in rows if (r.get("missing") or "").strip()]
+    if unscored:
+        rows = [r for r in rows if not (r.get("missing") or "").strip()]
+        print(f"eval: {len(unscored)} pair(s) left out: their videos have no features "
+              f"(column missing, e.g. {unscored[0]['missing']!r})", file=sys.stderr)
+        if not rows:
+            raise ValueError(f"{args.pairs}: every pair names a video without features")
     meter = VerificationMeter()
     distances = [_number(r["distance"], "distance", i + 2, args.pairs) for i, r in enumerate(rows)]
     same = [_boolean(r["same"], i + 2, args.pairs) for i, r in enumerate(rows)]
@@ -198,7 +207,8 @@ def _run_verification(args: argparse.Namespace) -> dict[str, Any]:
         steps_1 = [_steps(r["steps_1"]) for r in rows]
         steps_2 = [_steps(r["steps_2"]) for r in rows]
     meter.update(distances, same, steps_1, steps_2)
-    return {"inputs": {"pairs": args.pairs, "num_pairs": len(rows)}, "metrics": meter.report()}
+    return {"inputs": {"pairs": args.pairs, "num_pairs": len(rows),
+                       "left_out_missing": len(unscored)}, "metrics": meter.report()}
 
 
 def _args_keystep(p: argparse.ArgumentParser) -> None:

@@ -81,6 +81,22 @@ def test_shards_merge_resume_and_missing_videos(trained, tmp_path, capsys):
     thr = json.loads((run / "threshold.json").read_text())["threshold"]
     assert [got[i]["verdict"] for i in ok] == [str(int(d <= thr)) for d in want]
     assert not list(out.glob(".*tmp*"))  # atomic writes leave no temporary files
+    # round trip: `eval verification` scores the run against the pair list's labels (the
+    # unlabelled last row dropped; the ghost row is left out by its `missing` column)
+    labelled = tmp_path / "labelled.csv"
+    with labelled.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(S.COLUMNS))
+        w.writeheader()
+        w.writerows(got[:-1])
+    assert main(["eval", "verification", "--pairs", str(labelled), "--out",
+                 str(tmp_path / "ev.json")]) == 0
+    assert "1 pair(s) left out" in capsys.readouterr().err
+    rep = json.loads((tmp_path / "ev.json").read_text())
+    auc = next(m["value"] for m in rep["metrics"] if m["metric"] == "auc")
+    keep = [i for i in ok if i != len(rows) - 1]
+    from sklearn.metrics import roc_auc_score
+    assert auc == pytest.approx(roc_auc_score([int(got[i]["same"]) for i in keep],
+                                              [-float(got[i]["distance"]) for i in keep]))
 
 
 def test_one_call_scores_every_shard_and_another_list_is_refused(trained, tmp_path, capsys):

@@ -214,7 +214,9 @@ def _weaksvr(args: argparse.Namespace, vs, out: Path, runs: dict) -> dict:
     train_run(recipe, cfg, run_dir, resume=not args.no_resume, progress=True, data=vs)
     report = evaluate_run(recipe, run_dir, progress=False, data=vs)
     runs["weaksvr"] = run_dir
-    rows = {r["metric"]: r["value"] for r in report["metrics"]}
+    # the method's own rows (the report also holds the baselines' auc / eer rows)
+    rows = {r["metric"]: r["value"] for r in report["metrics"]
+            if r.get("distance", "weaksvr") == "weaksvr"}
     print(f"[demo]   weaksvr: AUC[weaksvr] {rows['auc']:.3f}, matching accuracy "
           f"{rows.get('matching_accuracy', float('nan')):.3f} ({time.perf_counter() - t0:.0f} s)",
           flush=True)

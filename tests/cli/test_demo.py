@@ -32,5 +32,9 @@ def test_demo_quick_writes_report_table_and_plots(tmp_path, capsys):
     assert 0.0 <= weak["auc"] <= 1.0 and "matching_auc" in weak
     assert (out / "runs" / "weaksvr" / "threshold.json").is_file()
     printed = capsys.readouterr().out
+    # the printed AUC is WeakSVR's own, not the last baseline row of its report
+    own = next(r["value"] for r in report["weaksvr"]["metrics"]
+               if r["metric"] == "auc" and r["distance"] == "weaksvr")
+    assert f"weaksvr: AUC[weaksvr] {own:.3f}," in printed
     assert "procalign verify" in printed and f"HTML report (open it in a browser): {out / 'report.html'}" in printed
     assert (out / "report.html").read_text().count("<img") >= 4

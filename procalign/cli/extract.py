@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 import threading
@@ -194,6 +195,8 @@ def _run(args: argparse.Namespace) -> int:
     ]
     if len(chosen) > 1:
         raise ValueError(f"{' and '.join(chosen)} exclude each other")
+    if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
+        raise ValueError(f"--fps must be a positive number, got {args.fps}")
     for name in ("workers", "prefetch", "batch_size"):
         value = getattr(args, name)
         if value is not None and value < 1:

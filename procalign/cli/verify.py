@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -95,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
     cfg, meta, models = load_run(recipe, args.run)
     frames = any(getattr(getattr(m, "encoder", None), "input_kind", "") == "frames" for m in models.values())
     threshold, source = args.threshold, "--threshold"
+    if threshold is not None and not math.isfinite(threshold):
+        raise ValueError(f"--threshold must be a finite number, got {threshold}")
     if threshold is None:
         tfile = Path(args.run) / "threshold.json"
         if tfile.is_file():

@@ -89,6 +89,10 @@ def test_verify_feature_files(trained, capsys):
     # tests/methods; here an explicit threshold overrides the stored one
     assert main(["verify", str(a), str(b), "--run", str(root / "run"), "--threshold", "1e9"]) == 0
     assert "SAME procedure (threshold" in capsys.readouterr().out
+    for bad in ("nan", "inf"):
+        assert main(["verify", str(a), str(b), "--run", str(root / "run"), "--threshold",
+                     bad]) == 2
+        assert f"--threshold must be a finite number, got {float(bad)}" in capsys.readouterr().err
 
 
 def test_verify_videos_decodes_and_encodes_with_the_runs_encoder(trained, capsys):

@@ -152,6 +152,9 @@ def test_fps_sampling_default_rate_and_frame_folders(video_dir, tmp_path, capsys
     assert "frame folder has no fps" in read_manifest(tmp_path / "f4")["failures"]["clip"]["error"]
     assert main(["extract", str(src), str(tmp_path / "x"), "--fps", "4", "--all-frames"]) == 2
     assert "exclude each other" in capsys.readouterr().err
+    for bad in ("0", "-3", "nan"):
+        assert main(["extract", str(src), str(tmp_path / "x"), "--fps", bad]) == 2
+        assert "--fps must be a positive number" in capsys.readouterr().err
 
 
 def test_memory_stays_bounded_for_a_long_video(tmp_path):

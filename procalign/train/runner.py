@@ -200,9 +200,11 @@ def train_run(
         info.update(recipe.describe(config, data))
         if world > 1:
             info["world_size"] = world
+        # built before anything is written: a setting the model refuses (an unknown temporal
+        # encoder, say) leaves no run folder behind to block the corrected command
+        models = recipe.build(config, info)
         dd.main_decides(lambda: run.write_start(config, info, fresh=not resume),
                         "writing the run folder")
-        models = recipe.build(config, info)
         parts = []
         for part, model in models.items():
             part_dir = run.part_dir(part)

@@ -196,3 +196,18 @@ def test_the_multi_tensor_optimizer_is_bit_for_bit_the_loop(name):
             opt.step()
     for a, b in zip(ref.parameters(), new.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_a_setting_the_model_refuses_leaves_no_run_folder_behind(tmp_path):
+    """The model is built before config.yaml is written: a typo in a model setting must not
+    leave a run folder that refuses the corrected command as 'other settings'."""
+    TINY = CONTRACT_TINY
+    recipe = load_recipes().build("cpa")
+    run = tmp_path / "run"
+    with compute(1), pytest.raises(KeyError, match="unknown temporal encoder 'foo'"):
+        train_run(recipe, load_config(recipe.config_cls, None,
+                                      [*TINY["cpa"], "model.temporal=foo"]), run, progress=False)
+    assert not (run / "config.yaml").exists() and not (run / "meta.json").exists()
+    with compute(1):  # the corrected command trains in the same folder
+        train_run(recipe, load_config(recipe.config_cls, None, TINY["cpa"]), run, progress=False)
+    assert (run / "config.yaml").is_file()

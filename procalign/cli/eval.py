@@ -169,9 +169,10 @@ def _run_verification(args: argparse.Namespace) -> dict[str, Any]:
     rows = _read_csv(args.pairs, ("distance", "same"))
     # `procalign score` output: pairs naming a video without features (listed in `missing`,
     # no distance) are left out, and said so
-    unscored = [r for r in rows if (r.get("missing") or "").strip()]
+    lacking = [bool((r.get("missing") or "").strip()) for r in rows]
+    unscored = [r for r, x in zip(rows, lacking) if x]
     if unscored:
-        rows = [r for r in rows if not (r.get("missing") or "").strip()]
+        rows = [r for r, x in zip(rows, lacking) if not x]
         print(f"eval: {len(unscored)} pair(s) left out: their videos have no features "
               f"(column missing, e.g. {unscored[0]['missing']!r})", file=sys.stderr)
         if not rows:

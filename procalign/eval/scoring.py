@@ -173,13 +173,9 @@ class PairScorer:
         return out
 
 
-def _flag(value: Any) -> str | int:
-    """A boolean CSV cell: 1 / 0, empty for None (a cell read back from a shard stays as is)."""
-    if value is None or value == "":
-        return ""
-    if isinstance(value, str):
-        return value
-    return int(bool(value))
+def _flag(value: bool | None) -> str | int:
+    """A boolean CSV cell: 1 / 0, empty for None."""
+    return "" if value is None else int(value)
 
 
 def rows_to_csv(rows: Iterable[dict[str, Any]]) -> str:

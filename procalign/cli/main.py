@@ -57,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
         previous = None
     try:
         return int(func(args) or 0)
+    except BrokenPipeError:
+        # the reader went away (`procalign align a.npy b.npy | head`): stop quietly, as other
+        # command-line tools do, with the shell's SIGPIPE status; nothing more can be printed
+        _silence_stdout()
+        return 141
     except KeyboardInterrupt:
         print(
             f"procalign {args.command}: interrupted; finished work is saved, run the same "
@@ -77,6 +82,17 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush raises no second error."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout replaced (tests) or already closed
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -52,6 +52,31 @@ def test_align_cli_prints_writes_plot_and_json(tmp_path, capsys):
     assert data["bounds_a"] == [0, 5, 12, 16, 22]
 
 
+def test_align_cli_writes_no_plot_unless_asked(tmp_path, capsys, monkeypatch):
+    pa, pb = _two_sequences(tmp_path)
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert main(["align", str(pa), str(pb), "-k", "4"]) == 0
+    assert "plot:" not in capsys.readouterr().out
+    assert list(work.iterdir()) == []
+
+
+def test_align_cli_stops_quietly_when_the_reader_goes_away(tmp_path):
+    """`procalign align a b | head -1`: the closed pipe ends the command with the SIGPIPE
+    status and no error message."""
+    import subprocess
+    import sys
+
+    pa, pb = _two_sequences(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "procalign", "align", str(pa), str(pb), "-k", "4"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader exits before the first line is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "Broken pipe" not in err and "Traceback" not in err, err
+
+
 def test_align_cli_errors_are_clear(tmp_path, capsys):
     pa, _ = _two_sequences(tmp_path)
     assert main(["align", str(pa), str(tmp_path / "missing.npy")]) == 2
@@ -66,6 +91,12 @@ def test_align_cli_errors_are_clear(tmp_path, capsys):
     assert "expected shape (T, D)" in capsys.readouterr().err
     assert main(["align", str(pa), str(pa), "-k", "50", "--plot", ""]) == 2
     assert "larger than the shorter sequence" in capsys.readouterr().err
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    assert main(["align", str(pa), str(text)]) == 2
+    assert "a video (mp4" in capsys.readouterr().err
+    assert main(["align", str(pa), str(pa), "--encoder", "tiny_cnn"]) == 2
+    assert "--encoder is for video inputs" in capsys.readouterr().err
 
 
 def test_align_pair_rejects_nan_and_dim_mismatch():

@@ -77,3 +77,20 @@ def test_folder_of_videos_to_a_verdict(rendered, tmp_path, capsys):
     assert code == 0, out.err
     assert "random weights" not in out.err
     assert ("SAME" in out.out) != ("DIFFERENT" in out.out), out.out
+
+
+def test_align_two_videos_without_a_run(rendered, tmp_path, capsys):
+    """`procalign align A.mp4 B.mp4`: encoded with the pretrained default encoder, no run needed;
+    a video aligned with itself costs nothing, with another video more."""
+    videos = sorted((rendered / "videos").iterdir())
+    a, b = videos[0], videos[-1]
+    js, png = tmp_path / "self.json", tmp_path / "pair.png"
+    assert main(["align", str(a), str(a), "-k", "3", "--json", str(js)]) == 0
+    out = capsys.readouterr()
+    assert "random weights" not in out.err
+    same = json.loads(js.read_text())
+    assert same["dtw_distance"] == pytest.approx(0.0, abs=1e-6)
+    assert main(["align", str(a), str(b), "-k", "3", "--json", str(js), "--plot", str(png)]) == 0
+    capsys.readouterr()
+    assert json.loads(js.read_text())["dtw_distance"] > 1e-3
+    assert png.read_bytes()[:4] == b"\x89PNG"

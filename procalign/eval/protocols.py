@@ -247,18 +247,19 @@ def centre_clip(offsets: Sequence[float]) -> int:
     return int(np.argmin(np.abs(np.asarray(offsets, dtype=float) - 0.5)))
 
 
-def threshold_record(d: np.ndarray, same: np.ndarray, distance: str, num_clips: int) -> dict:
+def threshold_record(d: np.ndarray, same: np.ndarray, distance: str, num_clips: int | None) -> dict:
     """The same/different threshold at the EER point of (P,) training-pair distances ``d``
-    with (P,) labels ``same``, and what it was chosen on (what ``threshold.json`` holds)."""
+    with (P,) labels ``same``, and what it was chosen on (what ``threshold.json`` holds);
+    ``num_clips`` None: the distances are of whole videos."""
     from procalign.eval import verification_auc, verification_eer
 
     same = np.asarray(same, dtype=bool)
+    protocol = "whole videos" if num_clips is None else f"SVIP {num_clips}-clip protocol"
     return {
         "threshold": eer_threshold(d, same),
         "distance": distance,
         "rule": "same if distance <= threshold",
-        "chosen_on": f"{len(d)} training pairs ({int(same.sum())} positive), SVIP "
-        f"{num_clips}-clip protocol, EER point",
+        "chosen_on": f"{len(d)} training pairs ({int(same.sum())} positive), {protocol}, EER point",
         "train_auc": verification_auc(d, same),
         "train_eer": verification_eer(d, same),
         "positive_mean": float(d[same].mean()),

@@ -175,6 +175,34 @@ class Recipe:
         """``a``, ``b``: (L, D_in) inputs -> at least ``distance``, ``same`` (or None)."""
         raise NotImplementedError
 
+    def pair_threshold(
+        self, config: Any, data: FeatureSet, models: dict[str, nn.Module], run_dir: Path,
+        num_pairs: int = 400,
+    ) -> dict[str, Any]:
+        """The same/different threshold of :meth:`verify`'s distance at the EER point of
+        ``num_pairs`` training pairs (half positive, whole videos, :meth:`pair_distances`);
+        written to ``run_dir/threshold.json``, which ``procalign verify`` / ``score`` read. For
+        recipes without a protocol of their own (CPA and WeakSVR use the SVIP clips)."""
+        from procalign.eval import protocols as P
+        from procalign.train import write_json
+        from procalign.train.runner import RunFolder
+
+        try:
+            pairs, _, _ = P.evaluation_pairs(
+                data.split(config.data.train_split), [], "sampled", num_pairs, "prefer_same_task",
+                config.train.seed + 11, num_pairs,
+            )
+        except ValueError as exc:  # one label, or one video per label: no pairs of both kinds
+            return {"threshold": None, "why": f"no training pairs to choose it on ({exc})"}
+        same = np.array([bool(p.same) for p in pairs])
+        if same.all() or not same.any():
+            return {"threshold": None, "why": "the training pairs are not of both kinds"}
+        info = RunFolder(run_dir).meta() or {}
+        d = self.pair_distances(config, data, models, info, pairs)
+        out = P.threshold_record(d, same, self.name, None)
+        write_json(Path(run_dir) / "threshold.json", out)
+        return out
+
     # ----------------------------------------------------------------- report hooks
     def pair_distances(
         self, config: Any, data: FeatureSet, models: dict[str, nn.Module],

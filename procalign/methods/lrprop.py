@@ -652,6 +652,10 @@ class LRPropRecipe(Recipe):
         """The label-blind embedding of every frame (each class model's, concatenated)."""
         return self.label_blind(cfg, models, info)([np.asarray(x)])[0].astype(np.float64)
 
+    def finish(self, cfg: LRPropConfig, data, models, run_dir: Path) -> dict[str, Any]:
+        """The verify threshold (EER point of training pairs, :meth:`Recipe.pair_threshold`)."""
+        return {"threshold": self.pair_threshold(cfg, data, models, run_dir)}
+
     def verify(self, cfg: LRPropConfig, models, info, a, b, threshold, **_) -> dict[str, Any]:
         """Length-normalised DTW distance of the two videos in the label-blind embedding."""
         ea, eb = self.label_blind(cfg, models, info)([a, b])

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -589,6 +590,18 @@ class SSPLRecipe(Recipe):
         model = models[""]
         model.eval()
         return model.features([x])[0]
+
+    def finish(self, cfg: SSPLConfig, data, models, run_dir: Path) -> dict[str, Any]:
+        """The verify threshold at the EER point of training pairs (:meth:`Recipe.pair_threshold`;
+        SSPL's labels are tasks, so "same" means the same task)."""
+        return {"threshold": self.pair_threshold(cfg, data, models, run_dir)}
+
+    def pair_distances(self, cfg: SSPLConfig, data, models, info, pairs) -> np.ndarray:
+        ids = sorted({p.video_id_1 for p in pairs} | {p.video_id_2 for p in pairs})
+        probs = dict(zip(ids, (p.probs for p in predict(
+            models[""], [np.asarray(data.get(i).features) for i in ids]))))
+        return np.array([float(np.linalg.norm(probs[p.video_id_1] - probs[p.video_id_2]))
+                         for p in pairs])
 
     def verify(self, cfg: SSPLConfig, models, info, a, b, threshold, **_) -> dict[str, Any]:
         """Euclidean distance between the two videos' task probability vectors."""

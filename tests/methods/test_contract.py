@@ -66,7 +66,7 @@ TINY = {
         "eval.topk=[1]",
     ],
     "sspl": [
-        SYNTH,
+        SYNTH.replace("num_tasks: 1", "num_tasks: 2"),  # its labels are tasks: two for verify
         "data.dataset=synthetic",
         "model.num_states=6",
         "model.hidden=8",
@@ -136,3 +136,11 @@ def test_train_kill_resume_evaluate_verify(name, tmp_path, capsys):
     v = json.loads(out.read_text())
     assert v["method"] == name and np.isfinite(v["distance"]) and v["same"] is True
     capsys.readouterr()
+
+    # every method stores a threshold with the run, so verify decides without --threshold
+    thr = json.loads((tmp_path / "full" / "threshold.json").read_text())
+    assert np.isfinite(thr["threshold"]) and 0.0 <= thr["train_auc"] <= 1.0, thr
+    assert main(["verify", str(fa), str(fb), "--run", str(tmp_path / "full"), "--json", str(out)]) == 0
+    v = json.loads(out.read_text())
+    assert v["same"] is (v["distance"] <= thr["threshold"]), (v, thr)
+    assert "decision: none" not in capsys.readouterr().out

@@ -51,3 +51,21 @@ def atomic_save_npz(path: str | Path, **arrays: np.ndarray) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def npy_problem(path: str | Path, exc: BaseException) -> str:
+    """Why ``np.load(path)`` failed, in words a user can act on (numpy's own message for a
+    file that is not .npy suggests ``allow_pickle``, which is never the fix here)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(6)
+    except OSError as err:
+        return f"cannot be opened ({err.strerror or err})"
+    if not head:
+        return "it is empty (0 bytes)"
+    if head != b"\x93NUMPY":
+        return "it is not a NumPy .npy file (no .npy header; write arrays with numpy.save)"
+    if "pickle" in str(exc).lower() or "object" in str(exc).lower():
+        return "it holds Python objects, not a numeric array (save a float array)"
+    return f"{type(exc).__name__}: {exc}"

@@ -63,7 +63,9 @@ def load_sequence(path: str, encoder=None, fps: float | None = None, size: int =
     try:
         x = np.load(f, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001 - numpy raises several types for corrupt files
-        raise ValueError(f"{f}: not a readable .npy file ({exc})") from exc
+        from procalign._io import npy_problem
+
+        raise ValueError(f"{f}: not a readable .npy file: {npy_problem(f, exc)}") from exc
     if x.ndim != 2:
         raise ValueError(f"{f}: expected shape (T, D), got {x.shape}")
     return x

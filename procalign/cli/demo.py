@@ -97,11 +97,28 @@ VARIANTS = {
 }
 
 
+def _train(recipe, cfg, run_dir: Path, args: argparse.Namespace, data) -> dict:
+    """train_run, resuming; a demo folder made with other settings is refused with the demo's
+    own advice (the demo has no --config)."""
+    from procalign.train.runner import RunConflict, train_run
+
+    try:
+        return train_run(recipe, cfg, run_dir, resume=not args.no_resume, progress=True, data=data)
+    except RunConflict as exc:
+        if not exc.diff:
+            raise
+        raise RunConflict(
+            f"{run_dir} holds a demo run made with other settings ({'; '.join(exc.diff)}); it "
+            "is left unchanged: use another --out folder, or add --no-resume to train the "
+            "demo's runs again", exc.diff,
+        ) from None
+
+
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from procalign.methods import load_recipes
-    from procalign.train.runner import evaluate_run, load_run, train_run
+    from procalign.train.runner import evaluate_run, load_run
     from procalign.train.threads import compute
     from procalign.viz import cpa_demo as R
 
@@ -126,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
             run_dir = out / "runs" / name
             print(f"[demo] training {name} ({cfg.train.epochs} epochs) ...", flush=True)
             t0 = time.perf_counter()
-            summary = train_run(recipe, cfg, run_dir, resume=not args.no_resume, progress=True, data=vs)
+            summary = _train(recipe, cfg, run_dir, args, vs)
             report = evaluate_run(recipe, run_dir, progress=False, data=vs)
             results[name] = {"summary": summary, "report": report, "seconds": time.perf_counter() - t0}
             runs[name] = run_dir
@@ -188,7 +205,7 @@ def _weaksvr(args: argparse.Namespace, vs, out: Path, runs: dict) -> dict:
     from procalign.config import load_config
     from procalign.methods import load_recipes
     from procalign.methods.weaksvr import WeakSVRConfig
-    from procalign.train.runner import evaluate_run, train_run
+    from procalign.train.runner import evaluate_run
 
     recipe = load_recipes().build("weaksvr")
     cpa_cfg = _config(args, [])
@@ -211,7 +228,7 @@ def _weaksvr(args: argparse.Namespace, vs, out: Path, runs: dict) -> dict:
     print(f"[demo] training weaksvr ({cfg.train.epochs} epochs, text encoder "
           f"{cfg.model.text_encoder}) ...", flush=True)
     t0 = time.perf_counter()
-    train_run(recipe, cfg, run_dir, resume=not args.no_resume, progress=True, data=vs)
+    _train(recipe, cfg, run_dir, args, vs)
     report = evaluate_run(recipe, run_dir, progress=False, data=vs)
     runs["weaksvr"] = run_dir
     # the method's own rows (the report also holds the baselines' auc / eer rows)

@@ -37,6 +37,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _check_method(run_dir: Path, method: str) -> None:
+    """A run folder of another method is refused by name, before its config is read as ours."""
+    from procalign.train.runner import RunConflict, RunFolder
+
+    meta = RunFolder(run_dir).meta() if (run_dir / "meta.json").is_file() else None
+    other = (meta or {}).get("method")
+    if other not in (None, method):
+        raise RunConflict(
+            f"{run_dir} is a {other!r} run, not {method!r}: train {method} into another folder "
+            f"(--out NEW), or resume that run with `procalign train {other} --out {run_dir}`"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     import json
 
@@ -46,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     recipe = load_recipes().build(args.method)
     run_dir = Path(args.out or f"runs/{args.method}")
+    _check_method(run_dir, args.method)
     base = args.config
     if base is None and (run_dir / "config.yaml").is_file() and not args.no_resume:
         base = run_dir / "config.yaml"

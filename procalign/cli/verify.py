@@ -57,7 +57,9 @@ def load_input(path: str, cfg, in_dim: int, frames: bool = False):
         try:
             x = np.load(f, allow_pickle=False)
         except Exception as exc:
-            raise ValueError(f"{f}: not a readable .npy file ({exc})") from exc
+            from procalign._io import npy_problem
+
+            raise ValueError(f"{f}: not a readable .npy file: {npy_problem(f, exc)}") from exc
         if x.ndim != 2 or x.shape[0] < 1:
             raise ValueError(f"{f}: expected features of shape (L, D), got {x.shape}")
         if x.shape[1] != in_dim:

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from procalign._io import atomic_write_text
+from procalign._io import atomic_write_text, npy_problem
 from procalign.data.sampling import SamplingPolicy
 from procalign.data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, ResizePolicy
 
@@ -257,7 +257,9 @@ def load_features(path: str | Path, *, mmap: bool = True) -> np.ndarray:
     try:
         arr = np.load(path, mmap_mode="r" if mmap else None)
     except (OSError, EOFError, ValueError) as exc:  # zero-byte, truncated, not .npy, pickled
-        raise ValueError(f"feature file {str(path)!r} is not a readable .npy array: {exc}") from exc
+        raise ValueError(
+            f"feature file {str(path)!r} is not a readable .npy array: {npy_problem(path, exc)}"
+        ) from exc
     if not isinstance(arr, np.ndarray):
         raise ValueError(f"feature file {str(path)!r} is not a single .npy array")
     if arr.ndim != 2:

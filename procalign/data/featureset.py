@@ -518,8 +518,16 @@ def _folder(cfg: DataConfig, cache_dir: Path | None, progress: bool) -> FeatureS
         raise ValueError("data.dataset=folder needs data.root (the dataset folder)")
     root = Path(str(expand_path(cfg.root)))
     data = load("folder", root, check_files=cfg.features_dir is None)
+    if not data.records:
+        raise ValueError(
+            f"folder dataset {root}: index.csv lists no videos (add one row per video: "
+            "video_id,label,split)"
+        )
     if not data.splits:
-        raise ValueError(f"folder dataset {root}: index.csv needs a split column (train / test)")
+        raise ValueError(
+            f"folder dataset {root}: no video of index.csv has a split; fill its split column "
+            "(train / test)"
+        )
     for s in (cfg.train_split, cfg.test_split):
         if s not in data.splits:
             raise ValueError(f"folder dataset {root} has no {s!r} videos; splits: {data.splits}")

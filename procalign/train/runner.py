@@ -41,7 +41,12 @@ __all__ = ["RunConflict", "RunFolder", "evaluate_run", "load_run", "train_run"]
 
 
 class RunConflict(ValueError):
-    """A command would change or misdescribe a run folder that holds other work."""
+    """A command would change or misdescribe a run folder that holds other work; ``diff``: the
+    settings that differ from the saved run's, when that is the conflict."""
+
+    def __init__(self, message: str, diff: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.diff = list(diff or [])
 
 
 class RunFolder:
@@ -103,7 +108,8 @@ class RunFolder:
         raise RunConflict(
             f"{self.path} holds a run with other settings ({'; '.join(diff)}); it is left "
             f"unchanged: train into a new folder with --out NEW{hint}, or rerun without "
-            "--config to resume it as it is"
+            "--config to resume it as it is",
+            diff,
         )
 
     def write_start(self, config: Any, meta: dict[str, Any], fresh: bool = False) -> None:

@@ -32,6 +32,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from procalign._io import npy_problem
 from procalign.data.readers._common import as_int_labels, read_lines, require_file
 from procalign.data.records import PairRecord, VideoRecord
 from procalign.data.registry import DATASETS, Dataset
@@ -87,7 +88,7 @@ def _feature_shape(path: Path) -> tuple[int, int]:
     try:
         arr = np.load(path, mmap_mode="r")
     except Exception as err:
-        raise ValueError(f"{path}: cannot read features ({type(err).__name__}: {err})") from err
+        raise ValueError(f"{path}: cannot read features: {npy_problem(path, err)}") from err
     if arr.ndim != 2:
         raise ValueError(f"{path}: features should be a (T, D) array, got shape {arr.shape}")
     return int(arr.shape[0]), int(arr.shape[1])
@@ -97,7 +98,7 @@ def _read_npy_labels(path: Path, n_frames: int | None) -> np.ndarray:
     try:
         arr = np.load(path, allow_pickle=False)
     except Exception as err:
-        raise ValueError(f"{path}: cannot read per-frame labels ({type(err).__name__}: {err})") from err
+        raise ValueError(f"{path}: cannot read per-frame labels: {npy_problem(path, err)}") from err
     if arr.ndim != 1:
         raise ValueError(f"{path}: per-frame labels must be a 1-D array (T,), got shape {arr.shape}")
     if n_frames is not None and len(arr) != n_frames:

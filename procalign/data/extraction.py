@@ -448,7 +448,7 @@ def extract_features(
         ValueError: a random or multi-clip sampling policy, a bad shard, or an output folder
             holding features of other settings (without ``overwrite``).
     """
-    from tqdm.auto import tqdm
+    from procalign._progress import bar as tqdm
 
     from procalign.models.encoders import is_random_weights
 

@@ -571,7 +571,7 @@ def _test_pairs(records: list[VideoRecord], seed: int) -> list[PairRecord]:
 
 
 def _progress_bar(total: int, desc: str, show: bool):
-    from tqdm.auto import tqdm
+    from procalign._progress import bar as tqdm
 
     return tqdm(total=total, desc=desc, unit="video", disable=not show, leave=False)
 

@@ -191,7 +191,7 @@ def fullres_baselines(
         val_pairs, test_pairs: records with ``video_id_1``, ``video_id_2``, ``same``; the
             validation pairs must hold both classes.
     """
-    from tqdm.auto import tqdm
+    from procalign._progress import bar as tqdm
 
     from procalign.eval import verification_auc, verification_eer
 

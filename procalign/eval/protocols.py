@@ -334,7 +334,7 @@ def clip_verification(
         embed: ``(N, T, D_in) -> (N, T, D)`` (eval mode, no gradient).
         steps: ``video_id -> step list`` (WDR), or None.
     """
-    from tqdm.auto import tqdm
+    from procalign._progress import bar as tqdm
 
     ids = sorted({p.video_id_1 for p in pairs} | {p.video_id_2 for p in pairs})
     index = {v: i for i, v in enumerate(ids)}
@@ -397,7 +397,7 @@ def exemplar_quality(
     regrouping the K steps uniformly into 3 phases (centre clip, first exemplar, sampled-frame
     units).
     """
-    from tqdm.auto import tqdm
+    from procalign._progress import bar as tqdm
 
     from procalign.eval import aiou, relative_l2, spearman_rho
 

@@ -256,7 +256,7 @@ def score_shards(
     total = sum(bounds[i][1] - bounds[i][0] for i in todo)
     bar = None
     if progress and total:
-        from tqdm.auto import tqdm
+        from procalign._progress import bar as tqdm
 
         bar = tqdm(total=total, desc="score", unit="pair", dynamic_ncols=True)
     missing: dict[str, str] = {}

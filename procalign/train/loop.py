@@ -317,7 +317,7 @@ def _refresh_lr(optimizer: torch.optim.Optimizer, scheduler: Any) -> None:
 def _progress(items: Iterable[Any], show: bool, desc: str):
     if not show:
         return items
-    from tqdm.auto import tqdm
+    from procalign._progress import bar as tqdm
 
     total = len(items) if hasattr(items, "__len__") else None  # type: ignore[arg-type]
     return tqdm(items, desc=desc, total=total, leave=False, dynamic_ncols=True)

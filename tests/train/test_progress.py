@@ -1,0 +1,46 @@
+"""Progress bars: tqdm on a terminal, whole lines (no carriage returns) in logs and pipes."""
+
+from __future__ import annotations
+
+import io
+import time
+
+from procalign import _progress
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_log_gets_whole_lines_not_carriage_returns(monkeypatch):
+    monkeypatch.setattr(_progress, "LOG_INTERVAL_S", 0.0)
+    log = io.StringIO()
+    for _ in _progress.bar(range(5), desc="train", total=5, file=log, leave=True):
+        time.sleep(0.01)
+    text = log.getvalue()
+    assert "\r" not in text and text.endswith("\n"), repr(text)
+    lines = text.splitlines()
+    assert len(lines) >= 2 and all(line.startswith("train") for line in lines), lines
+    assert "5/5" in lines[-1], lines
+
+
+def test_short_work_writes_nothing_to_a_log():
+    log = io.StringIO()
+    for _ in _progress.bar(range(1000), desc="eval", file=log, leave=False):
+        pass
+    assert log.getvalue() == ""
+
+
+def test_a_terminal_keeps_tqdm_redraws():
+    tty = _Tty()
+    for _ in _progress.bar(range(3), desc="eval", file=tty, leave=True, mininterval=0):
+        pass
+    assert "\r" in tty.getvalue()
+
+
+def test_disabled_bars_write_nothing():
+    log = io.StringIO()
+    for _ in _progress.bar(range(3), file=log, disable=True):
+        pass
+    assert log.getvalue() == ""

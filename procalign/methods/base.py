@@ -123,6 +123,26 @@ class Recipe:
                 chosen[dotted] = found[key]
         return chosen
 
+    def data_warnings(self, config: Any, data: FeatureSet) -> list[str]:
+        """Settings that run but waste work on this data (printed and kept in ``summary.json``):
+        frames per clip (:attr:`auto_frames` keys) above the longest training video."""
+        from procalign.methods.auto import is_auto
+
+        lengths = [len(v.features) for v in data.split(config.data.train_split)]
+        if not lengths:
+            return []
+        longest, out = max(lengths), []
+        for dotted in self.auto_frames:
+            section, key = dotted.rsplit(".", 1)
+            value = getattr(getattr(config, section), key)
+            if not is_auto(value) and isinstance(value, int) and value > longest:
+                out.append(
+                    f"{dotted}={value} is more than the longest training video ({longest} "
+                    f"frames), so every clip repeats frames; set {dotted}=auto (chosen from the "
+                    f"video lengths) or at most {longest}"
+                )
+        return out
+
     def min_frames(self, config: Any) -> tuple[int, str]:
         """(frames every video needs, why) for :meth:`FeatureSet.validate`."""
         return 1, ""

@@ -25,6 +25,7 @@ Rules (each tested):
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -202,6 +203,10 @@ def train_run(
             dd.main_decides(lambda: run.check(recipe.name, config, resume=resume, extend=extend,
                                               world_size=world), "checking the run folder")
         recipe.check_data(config, data)
+        warnings = recipe.data_warnings(config, data)
+        if main:
+            for w in warnings:
+                print(f"train {recipe.name}: warning: {w}", file=sys.stderr, flush=True)
         info = {"method": recipe.name, "procalign_version": procalign.__version__}
         info.update(recipe.describe(config, data))
         if world > 1:
@@ -282,6 +287,8 @@ def train_run(
         }
         if chosen:
             summary["auto"] = chosen
+        if warnings:
+            summary["warnings"] = warnings
         if world > 1:
             summary["world_size"] = world
         if not main:  # rank 0 alone chooses thresholds and writes the summary

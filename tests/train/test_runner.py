@@ -211,3 +211,25 @@ def test_a_setting_the_model_refuses_leaves_no_run_folder_behind(tmp_path):
     with compute(1):  # the corrected command trains in the same folder
         train_run(recipe, load_config(recipe.config_cls, None, TINY["cpa"]), run, progress=False)
     assert (run / "config.yaml").is_file()
+
+
+@pytest.mark.parametrize("name", ["lrprop", "cpa"])
+def test_frames_per_clip_above_every_video_is_warned_about(name, tmp_path, capsys):
+    """data.num_frames=40 on videos of 20-30 frames runs (clips repeat frames) but says so, on
+    stderr and in summary.json; a fitting value says nothing."""
+    recipe = load_recipes().build(name)
+    over = [*CONTRACT_TINY[name], "train.epochs=1"]
+    with compute(1):
+        s = train_run(recipe, load_config(recipe.config_cls, None, [*over, "data.num_frames=40"]),
+                      tmp_path / "long", progress=False)
+    err = capsys.readouterr().err
+    import re
+
+    assert re.search(r"data\.num_frames=40 is more than the longest training video \(\d+ frames\)",
+                     err), err
+    assert "data.num_frames=auto" in err
+    assert s["warnings"] == json.loads((tmp_path / "long" / "summary.json").read_text())["warnings"]
+    with compute(1):
+        s = train_run(recipe, load_config(recipe.config_cls, None, over), tmp_path / "fit",
+                      progress=False)
+    assert "warning" not in capsys.readouterr().err and "warnings" not in s

@@ -522,7 +522,15 @@ def _run(args: argparse.Namespace) -> int:
     report = {"procalign_version": procalign.__version__, "family": args.family, **result}
     print(format_table(report["metrics"]))
     # The JSON report is always written: to --out (a file, or a folder to put it in), else into
-    # the evaluated run folder, else the working directory.
+    # the evaluated run folder, else the working directory. A trained run's evaluation has
+    # written its eval.json already (evaluate_run): without --out nothing else is written.
+    from procalign.methods import METHOD_NAMES
+
+    if args.family in METHOD_NAMES and not args.out:
+        print(f"report written to {Path(args.run) / 'eval.json'}", file=sys.stderr)
+        if dd is not None:
+            dd.shutdown()
+        return 0
     default_name = f"eval_{args.family}.json"
     if args.out:
         out = Path(args.out)
@@ -551,5 +559,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p = families.add_parser(name, help=sub.help, description=sub.help)
         sub.add_arguments(p)
         p.add_argument("--out", default=None,
-                       help="JSON report file or folder (default: the run folder, else ./eval_FAMILY.json)")
+                       help="JSON report file or folder (default: a trained run's own eval.json, "
+                       "else ./eval_FAMILY.json)")
     parser.set_defaults(func=_run, eval_parser=parser, out=None)

@@ -126,8 +126,9 @@ def test_eval_uses_the_folders_pairs_and_says_so(folder, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "pairs: the dataset's own list" in err
     assert "evaluation pairs (< 50)" in err  # a tiny pair list is flagged
-    report = json.loads((run / "eval_cpa.json").read_text())
+    report = json.loads((run / "eval.json").read_text())
     assert report["num_pairs"] == len(ds.pairs)
+    assert not (run / "eval_cpa.json").exists()  # one report per evaluation, not two
     # asking for sampled pairs explicitly says that the dataset's own list is ignored
     assert main(["eval", "cpa", "--run", str(run), "eval.pairs=sampled", "eval.num_pairs=60"]) == 0
     assert "ignores the dataset's own list" in capsys.readouterr().err

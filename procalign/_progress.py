@@ -37,6 +37,28 @@ def _is_tty(stream: Any) -> bool:
         return False
 
 
+def _log_bar_class():
+    from tqdm.auto import tqdm
+
+    class LogBar(tqdm):
+        """Redraws only on the interval: a new postfix / description (set every step by the
+        training loop) waits for the next line instead of forcing one."""
+
+        def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
+            super().set_postfix(ordered_dict, refresh=False, **kwargs)
+
+        def set_postfix_str(self, s="", refresh=True):
+            super().set_postfix_str(s, refresh=False)
+
+        def set_description(self, desc=None, refresh=True):
+            super().set_description(desc, refresh=False)
+
+        def set_description_str(self, desc=None, refresh=True):
+            super().set_description_str(desc, refresh=False)
+
+    return LogBar
+
+
 def bar(iterable: Any = None, **kwargs: Any):
     """``tqdm(iterable, **kwargs)`` on a terminal; line-per-interval output elsewhere."""
     from tqdm.auto import tqdm
@@ -47,6 +69,6 @@ def bar(iterable: Any = None, **kwargs: Any):
                       ncols=100)
         kwargs.setdefault("maxinterval", LOG_INTERVAL_S)
         kwargs.setdefault("delay", LOG_INTERVAL_S)  # work shorter than that writes nothing
-    else:
-        kwargs["file"] = stream
+        return _log_bar_class()(iterable, **kwargs)
+    kwargs["file"] = stream
     return tqdm(iterable, **kwargs)

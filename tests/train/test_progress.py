@@ -32,6 +32,18 @@ def test_short_work_writes_nothing_to_a_log():
     assert log.getvalue() == ""
 
 
+def test_per_step_postfixes_do_not_force_lines_into_a_log():
+    """The training loop sets the loss on the bar every step: in a log that must not write a
+    line per step."""
+    log = io.StringIO()
+    b = _progress.bar(range(200), desc="epoch 1/1", file=log, leave=False)
+    for i in b:
+        b.set_postfix(loss=float(i))
+        b.set_description(f"epoch 1/1 step {i}")
+    b.close()
+    assert log.getvalue() == ""
+
+
 def test_a_terminal_keeps_tqdm_redraws():
     tty = _Tty()
     for _ in _progress.bar(range(3), desc="eval", file=tty, leave=True, mininterval=0):

@@ -122,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
     if r["same"] is None:
         print("decision: none (no threshold.json in the run; pass --threshold)")
     else:
-        verdict = "SAME procedure" if r["same"] else "DIFFERENT procedures"
+        unit = getattr(recipe, "same_means", "procedure")
+        verdict = f"SAME {unit}" if r["same"] else f"DIFFERENT {unit}s"
         print(f"decision: {verdict} (threshold {threshold:.5f} from {source})")
     if "steps" in r:
         print(f"mined steps (K={r['K']}, T={r['T']} sampled frames, centre clip), most disagreeing first:")

@@ -72,6 +72,9 @@ class Recipe:
     protocols: tuple[str, ...] = ()
     #: whether :meth:`verify` / :meth:`pair_distances` answer "same procedure?" (the report's ROC)
     verifies_pairs: bool = True
+    #: what a "same" verdict of :meth:`verify` means: the same procedure, or (SSPL, whose
+    #: distance compares task probabilities and whose labels are tasks) the same task
+    same_means: str = "procedure"
     #: config keys (``section.key``) that may be ``auto``: frames per clip, chosen from the
     #: training videos' lengths, and (key, upper bound key or None) numbers of steps, chosen from
     #: their ``steps`` column (:meth:`resolve`)

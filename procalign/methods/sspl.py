@@ -301,6 +301,7 @@ class SSPLRecipe(Recipe):
     config_cls = SSPLConfig
     protocols = ("keystep",)
     auto_steps = (("teacher.k", "model.num_states"),)
+    same_means = "task"
 
     def validate(self, cfg: SSPLConfig) -> None:
         super().validate(cfg)

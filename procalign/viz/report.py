@@ -259,7 +259,8 @@ def verify_page(recipe, cfg, models, info, xa, xb, name_a: str, name_b: str, res
                      "<th>cosine</th></tr>" + "".join(rows) + "</table>"
                      "<p>highlighted: the three steps that disagree most</p>")
     verdict = result.get("same")
-    word = "no threshold" if verdict is None else ("SAME procedure" if verdict else "DIFFERENT procedures")
+    unit = getattr(recipe, "same_means", "procedure")
+    word = "no threshold" if verdict is None else (f"SAME {unit}" if verdict else f"DIFFERENT {unit}s")
     summary = (f"method <b>{html.escape(recipe.name)}</b>; distance {float(result['distance']):.5f}; "
                f"decision: <b>{html.escape(word)}</b>"
                + (f" (threshold {threshold:.5f} from {html.escape(source)})" if threshold is not None else ""))

@@ -143,4 +143,7 @@ def test_train_kill_resume_evaluate_verify(name, tmp_path, capsys):
     assert main(["verify", str(fa), str(fb), "--run", str(tmp_path / "full"), "--json", str(out)]) == 0
     v = json.loads(out.read_text())
     assert v["same"] is (v["distance"] <= thr["threshold"]), (v, thr)
-    assert "decision: none" not in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "decision: none" not in printed
+    unit = "task" if name == "sspl" else "procedure"  # SSPL's labels and distance are of tasks
+    assert f"SAME {unit}" in printed or f"DIFFERENT {unit}s" in printed, printed

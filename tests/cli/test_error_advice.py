@@ -11,19 +11,10 @@ import pytest
 from procalign.cli.main import main
 from procalign.train.runner import RunConflict
 from procalign.train.threads import compute
+from tests.methods.test_contract import TINY
 
-TINY_CPA = [
-    "data.synthetic={num_tasks: 1, procedures_per_task: 2, videos_per_procedure: 6, "
-    "num_frames: 24, dim: 12, steps_per_procedure: 3, seed: 0}",
-    "data.num_frames=8",
-    "data.pairs_per_epoch=12",
-    "train.batch_size=6",
-    "eval.pairs=sampled",
-    "eval.num_pairs=16",
-    "data.threshold_pairs=16",
-    "model.steps=3",
-    "model.temporal_args={dim: 8, layers: 1, heads: 2, dropout: 0.0, positions: false}",
-]
+# the contract test's tiny CPA run, without its extra distance
+TINY_CPA = [o for o in TINY["cpa"] if not o.startswith("eval.distances")]
 
 
 def test_a_text_file_named_npy_is_called_what_it_is(tmp_path, capsys):
